@@ -1,0 +1,41 @@
+import type { Config } from "../lib/config.js";
+import type { AppContext } from "../lib/context.js";
+import type { EmbeddingProvider } from "../lib/provider.js";
+import type { Target } from "../lib/store.js";
+
+/** What the functions need from the outside, injected once when the app is built. */
+export interface FunctionDeps {
+  config: Config;
+  /** Opened once per process and shared; every call returns the same context. */
+  context: () => Promise<AppContext>;
+  providerFor: (target: Target) => EmbeddingProvider;
+  limits?: Partial<Limits>;
+}
+
+export interface Limits {
+  /** Batches one worker run does before handing over to a fresh run (steps per run stay < 1,000). */
+  maxBatchesPerRun: number;
+  /** Wall-clock budget of one seeding step. */
+  seedStepMs: number;
+  /** Rows per seeding page (one bounded statement each). */
+  seedPage: number;
+  /** Bounded work per scheduled sweep, per target. */
+  sweepBatches: number;
+  /** Dead letters retried per target per recovery run. */
+  recoveryRows: number;
+  /** Concurrent worker runs per target (Inngest concurrency key). */
+  workerConcurrency: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxBatchesPerRun: 300,
+  seedStepMs: 20_000,
+  seedPage: 5000,
+  sweepBatches: 50,
+  recoveryRows: 100,
+  workerConcurrency: 8,
+};
+
+export function limitsOf(deps: FunctionDeps): Limits {
+  return { ...DEFAULT_LIMITS, ...deps.limits };
+}

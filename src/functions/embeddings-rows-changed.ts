@@ -1,0 +1,42 @@
+import type { InngestClient } from "./client.js";
+import { type FunctionDeps, limitsOf } from "./deps.js";
+import { mapped } from "./errors.js";
+import { rowsChanged } from "./events.js";
+import { runDueBatches } from "./run-batches.js";
+
+/**
+ * embeddings/rows.changed: an application or a database webhook wants changes embedded now rather
+ * than at the next sweep. Given ids are marked due (content hashes kept, so an unchanged row still
+ * costs no provider call); then due work for the target is processed in bounded batches.
+ */
+export function embeddingsRowsChanged(inngest: InngestClient, deps: FunctionDeps) {
+  const limits = limitsOf(deps);
+  return inngest.createFunction(
+    {
+      id: "embeddings-rows-changed",
+      name: "Embeddings: rows changed",
+      triggers: [rowsChanged],
+      retries: 4,
+      concurrency: { limit: 2, key: "event.data.target" },
+      timeouts: { finish: "30m" },
+    },
+    async ({ event, step, runId, attempt }) => {
+      const { target, ids } = event.data;
+      const marked =
+        ids && ids.length > 0
+          ? await step.run("mark-pending", () =>
+              mapped(attempt, async () => (await deps.context()).store.markPending(target, ids.map(String))),
+            )
+          : { marked: 0 };
+      const r = await runDueBatches(step, deps, {
+        target,
+        prefix: "process-batch",
+        workerId: `changed:${runId}`,
+        batchSize: deps.config.EMBEDDINGS_BATCH_SIZE,
+        maxBatches: limits.sweepBatches,
+        attempt,
+      });
+      return { target, marked: marked.marked, ...r };
+    },
+  );
+}

@@ -1,0 +1,48 @@
+import { eventType } from "inngest";
+import { z } from "zod";
+
+/**
+ * Every event, typed once (zod), shared by the functions, the HTTP routes and the CLI.
+ * No transforms or defaults in the schemas (Inngest requires input = output types): defaults are
+ * applied where the data is used. A malformed event fails its run at once, naming the field.
+ */
+
+const targetName = z
+  .string()
+  .regex(/^[a-z][a-z0-9_]{0,47}$/, "target must be a registered target name (lowercase letters, digits, _)");
+
+export const backfillRequested = eventType("embeddings/backfill.requested", {
+  schema: z.object({
+    target: targetName,
+    jobId: z.uuid("jobId must be a UUID").optional(),
+    batchSize: z.number().int().min(1).max(2048).optional(),
+    parallelism: z.number().int().min(1).max(64).optional(),
+    reembed: z.boolean().optional(),
+  }),
+});
+
+export const backfillCancelled = eventType("embeddings/backfill.cancelled", {
+  schema: z.object({ jobId: z.uuid("jobId must be a UUID") }),
+});
+
+/** Sent by the coordinator: one per worker lane, and again by a lane that used up its step budget. */
+export const backfillWorker = eventType("embeddings/backfill.worker", {
+  schema: z.object({
+    jobId: z.uuid(),
+    target: targetName,
+    batchSize: z.number().int().min(1).max(2048),
+    lane: z.number().int().min(0).max(63),
+    generation: z.number().int().min(0),
+    maxBatches: z.number().int().min(1).max(450),
+  }),
+});
+
+export const rowsChanged = eventType("embeddings/rows.changed", {
+  schema: z.object({
+    target: targetName,
+    ids: z.array(z.union([z.string(), z.number()])).max(5000, "send at most 5000 ids per event").optional(),
+  }),
+});
+
+export type BackfillRequested = z.infer<(typeof backfillRequested)["schema"]>;
+export type BackfillWorker = z.infer<(typeof backfillWorker)["schema"]>;

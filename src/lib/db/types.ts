@@ -1,0 +1,26 @@
+/**
+ * Data access goes through the SQL API only: functions defined in supabase/migrations, called by
+ * name with named arguments. Every API function returns one jsonb value, so the same call works
+ * over a direct Postgres connection (`SELECT fn(a => $1, ...)`) and over supabase-js
+ * (`supabase.rpc(fn, args)`, PostgREST), and in embedded PGlite.
+ */
+export type TransportKind = "postgres" | "supabase" | "pglite";
+
+/** Argument values: scalars, arrays of scalars (sent as SQL arrays) or plain objects (sent as jsonb). */
+export type ApiArg = string | number | boolean | null | readonly (string | number | null)[] | Record<string, unknown>;
+
+export interface SqlApi {
+  readonly kind: TransportKind;
+  /** Call one SQL API function by name; resolves to its jsonb result (already parsed). */
+  call<T = unknown>(fn: string, args: Record<string, ApiArg | undefined>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/**
+ * Raw SQL for setting up (migrations, demo tables). Only direct transports have it: a Supabase
+ * project is migrated with `supabase db push`, not by this service.
+ */
+export interface SqlAdmin {
+  exec(sql: string): Promise<void>;
+  query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<R[]>;
+}

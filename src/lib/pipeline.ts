@@ -1,0 +1,177 @@
+import { TargetConfigError } from "./errors.js";
+import type { EmbeddingProvider } from "./provider.js";
+import type { EmbeddingStore, Job, Target, WriteItem } from "./store.js";
+
+/**
+ * One batch: claim -> build inputs -> embed -> write -> record progress. Engine-agnostic: the
+ * Inngest functions, the CLI and the HTTP batch endpoint all call this same function.
+ *
+ * Invariants:
+ *  - One bad row never fails its batch: rows the provider rejects are dead-lettered alone; the
+ *    others are written.
+ *  - A batch-wide failure (provider down, rate limited, bad key, database error) releases every
+ *    claimed lease without counting an attempt, then rethrows for the caller's retry policy.
+ *  - Work per batch is independent of table size: claim and write touch the batch's rows only;
+ *    totals come from the job row, never from counting the table.
+ */
+
+export interface PipelineDeps {
+  store: EmbeddingStore;
+  provider: EmbeddingProvider;
+}
+
+export interface BatchOptions {
+  target: Target;
+  workerId: string;
+  batchSize: number;
+  jobId?: string;
+  leaseSeconds?: number;
+  signal?: AbortSignal;
+}
+
+export interface BatchResult {
+  /** Rows embedded and written. */
+  processed: number;
+  /** Rows that failed on their own (dead-lettered or scheduled for retry). */
+  failed: number;
+  /** Rows completed without a provider call (content unchanged) or with nothing to do. */
+  skipped: number;
+  /** Rows edited while in flight: queued again, not overwritten. */
+  requeued: number;
+  claimed: number;
+  tokens: number;
+  requests: number;
+  truncated: number;
+  /** From the job's counters when there is a job; otherwise -1 (unknown, nothing was counted). */
+  total: number;
+  remaining: number;
+  /** Nothing due, nothing in flight, nothing waiting for a retry. */
+  complete: boolean;
+  /** When rows are waiting for a backoff to pass: the earliest time one becomes due. */
+  nextRetryAt: string | null;
+  /** The job after this batch's counters were added (when there is a job). */
+  job?: Job;
+}
+
+export const DEFAULT_LEASE_SECONDS = 300;
+
+/** A target never silently falls back to another provider, model or dimension. */
+export function assertProviderMatches(target: Target, provider: EmbeddingProvider): void {
+  if (provider.name !== target.provider || provider.model !== target.model) {
+    throw new TargetConfigError(
+      `target "${target.name}" is registered for ${target.provider}/${target.model} but the worker was given ${provider.name}/${provider.model}`,
+      `configure the ${target.provider} provider, or re-register the target with --provider ${provider.name} --model ${provider.model}`,
+    );
+  }
+  if (provider.dimensions !== target.dimensions) {
+    throw new TargetConfigError(
+      `target "${target.name}" expects ${target.dimensions} dimensions but the provider is set to ${provider.dimensions}`,
+      `set the provider's dimensions to ${target.dimensions}, or alter the column and re-register`,
+    );
+  }
+}
+
+export async function processBatch(deps: PipelineDeps, options: BatchOptions): Promise<BatchResult> {
+  const { store, provider } = deps;
+  const { target, workerId } = options;
+  assertProviderMatches(target, provider);
+
+  const claim = await store.claim(target.name, workerId, options.batchSize, options.leaseSeconds ?? DEFAULT_LEASE_SECONDS);
+  const ids = claim.items.map((i) => i.id);
+  let processed = 0;
+  let failed = 0;
+  let requeued = 0;
+  let tokens = 0;
+  let requests = 0;
+  let truncated = 0;
+
+  if (claim.items.length > 0) {
+    try {
+      options.signal?.throwIfAborted();
+      const result = await provider.embed(
+        claim.items.map((i) => i.content),
+        { signal: options.signal },
+      );
+      tokens = result.tokens;
+      requests = result.requests;
+      if (result.outcomes.length !== claim.items.length) {
+        throw new TargetConfigError(
+          `provider ${provider.name} returned ${result.outcomes.length} results for ${claim.items.length} inputs`,
+          "this is a provider bug; check the provider's base URL points at an OpenAI-compatible embeddings API",
+        );
+      }
+      const writes: WriteItem[] = [];
+      const rejected: { id: string; error: string }[] = [];
+      claim.items.forEach((item, i) => {
+        const outcome = result.outcomes[i]!;
+        if (!outcome.ok) {
+          rejected.push({ id: item.id, error: outcome.error });
+          return;
+        }
+        if (outcome.vector.length !== target.dimensions) {
+          throw new TargetConfigError(
+            `expected ${target.dimensions} dimensions, got ${outcome.vector.length}`,
+            `set the target's provider dimensions to ${target.dimensions} (text-embedding-3-* accept a dimensions parameter), or alter the column to vector(${outcome.vector.length}) and re-register`,
+          );
+        }
+        if (outcome.truncated) truncated++;
+        writes.push({
+          id: item.id,
+          hash: item.hash,
+          vector: outcome.vector,
+          tokens: outcome.tokens,
+          truncated: outcome.truncated,
+        });
+      });
+      if (writes.length > 0) {
+        const w = await store.write(target.name, workerId, writes);
+        processed = w.written;
+        requeued = w.stale;
+      }
+      if (rejected.length > 0) {
+        const f = await store.fail(target.name, workerId, rejected, true);
+        failed = f.deadLettered + f.failed;
+      }
+    } catch (err) {
+      // Give every lease we still hold back (rows already written are no longer ours, so this only
+      // touches the rest), then let the caller decide: retry, back off, or stop the target.
+      await store.release(target.name, workerId, ids).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  const skipped = claim.skipped + claim.empty;
+  let total = -1;
+  let remaining = -1;
+  let job: Job | undefined;
+  if (options.jobId) {
+    job = await store.recordBatch(options.jobId, {
+      processed,
+      failed: failed + claim.empty,
+      skipped: claim.skipped + claim.deleted,
+      tokens,
+      requests,
+    });
+    total = job.itemsTotal;
+    remaining = Math.max(job.itemsTotal - job.itemsProcessed - job.itemsFailed - job.itemsSkipped, 0);
+  }
+  const summary = await store.pendingSummary(target.name);
+  const waiting = summary.nextRetryAt !== null;
+  const complete = !summary.dueNow && !summary.inFlight && !waiting;
+  if (complete) remaining = 0;
+  return {
+    processed,
+    failed: failed + claim.empty,
+    skipped,
+    requeued,
+    claimed: claim.items.length,
+    tokens,
+    requests,
+    truncated,
+    total,
+    remaining,
+    complete,
+    nextRetryAt: summary.nextRetryAt,
+    job,
+  };
+}

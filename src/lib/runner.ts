@@ -1,0 +1,166 @@
+import { hostname } from "node:os";
+import pRetry from "p-retry";
+import { errorMessage, isRetryable, MalformedResponseError } from "./errors.js";
+import { type BatchResult, type PipelineDeps, processBatch } from "./pipeline.js";
+import type { EmbeddingStore, Job, Target } from "./store.js";
+
+/**
+ * In-process driver used by `embeddings run`, the demo and benchmarks: seed the target, then run
+ * batches with N concurrent workers until nothing is left. The Inngest functions do the same with
+ * durable steps instead of this loop.
+ */
+
+export const DEFAULT_SEED_PAGE = 5000;
+
+/** Seeds per-row state page by page (bounded statements) until the whole table is covered. */
+export async function seedTarget(
+  store: EmbeddingStore,
+  target: string,
+  options: { reembed?: boolean; pageSize?: number; signal?: AbortSignal } = {},
+): Promise<{ scanned: number; queued: number; alreadyEmbedded: number; pages: number }> {
+  let after: string | null = null;
+  const totals = { scanned: 0, queued: 0, alreadyEmbedded: 0, pages: 0 };
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const page = await store.enqueue(target, after, options.pageSize ?? DEFAULT_SEED_PAGE, options.reembed ?? false);
+    totals.scanned += page.scanned;
+    totals.queued += page.queued;
+    totals.alreadyEmbedded += page.alreadyEmbedded;
+    totals.pages++;
+    if (page.done || page.last === null) return totals;
+    after = page.last;
+  }
+}
+
+export interface RunProgress {
+  job: Job;
+  batch: BatchResult;
+  elapsedMs: number;
+}
+
+export interface RunOptions {
+  target: string;
+  batchSize: number;
+  parallelism: number;
+  reembed?: boolean;
+  idempotencyKey?: string;
+  kind?: "run" | "backfill";
+  leaseSeconds?: number;
+  /** Retries of a batch-wide transient failure (provider or database) before the run fails. */
+  retries?: number;
+  /** Longest wait for rows in retry backoff before returning with them still scheduled. */
+  maxWaitMs?: number;
+  signal?: AbortSignal;
+  onProgress?: (progress: RunProgress) => void;
+  onSeeded?: (seed: { scanned: number; queued: number; alreadyEmbedded: number }, job: Job) => void;
+}
+
+export interface RunSummary {
+  job: Job;
+  seeded: { scanned: number; queued: number; alreadyEmbedded: number };
+  elapsedMs: number;
+  cancelled: boolean;
+  /** Rows still waiting for a retry backoff when the run returned. */
+  waiting: boolean;
+}
+
+export function workerId(jobId: string, n: number): string {
+  return `${jobId}:${hostname()}:${process.pid}:${n}`;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+
+export async function runTarget(deps: PipelineDeps, options: RunOptions): Promise<RunSummary> {
+  const { store } = deps;
+  const started = Date.now();
+  const target: Target = await store.getTarget(options.target);
+  let job = await store.createJob(target.name, options.kind ?? "run", options.idempotencyKey ?? null, {
+    batchSize: options.batchSize,
+    parallelism: options.parallelism,
+    reembed: options.reembed ?? false,
+  });
+  const seeded = await seedTarget(store, target.name, { reembed: options.reembed, signal: options.signal });
+  job = await store.startJob(job.id);
+  options.onSeeded?.(seeded, job);
+
+  let failure: unknown = null;
+  let waiting = false;
+  const worker = async (n: number) => {
+    const id = workerId(job.id, n);
+    for (;;) {
+      if (options.signal?.aborted || failure) return;
+      let batch: BatchResult;
+      try {
+        batch = await pRetry(
+          () =>
+            processBatch(deps, {
+              target,
+              workerId: id,
+              batchSize: options.batchSize,
+              jobId: job.id,
+              leaseSeconds: options.leaseSeconds,
+              signal: options.signal,
+            }),
+          {
+            retries: options.retries ?? 6,
+            minTimeout: 500,
+            maxTimeout: 30_000,
+            signal: options.signal,
+            shouldRetry: ({ error, attemptNumber }) =>
+              isRetryable(error) && !(error instanceof MalformedResponseError && attemptNumber > 1),
+            onFailedAttempt: async ({ error }) => {
+              // Honour the server's own delay (429 retry-after) on top of the exponential backoff.
+              const after = (error as { retryAfterMs?: number }).retryAfterMs;
+              if (after && after > 0) await sleep(Math.min(after, 60_000), options.signal);
+            },
+          },
+        );
+      } catch (err) {
+        if (options.signal?.aborted) return;
+        failure ??= err;
+        return;
+      }
+      if (batch.job) job = batch.job;
+      options.onProgress?.({ job, batch, elapsedMs: Date.now() - started });
+      if (batch.claimed > 0) continue;
+      if (batch.complete) return;
+      if (batch.nextRetryAt) {
+        const wait = Date.parse(batch.nextRetryAt) - Date.now();
+        if (wait > (options.maxWaitMs ?? 10 * 60_000)) {
+          waiting = true;
+          return;
+        }
+        await sleep(Math.max(wait, 200), options.signal);
+        continue;
+      }
+      // Others hold leases: wait a little for them rather than spinning.
+      await sleep(250, options.signal);
+    }
+  };
+
+  await Promise.all(Array.from({ length: Math.max(1, options.parallelism) }, (_, n) => worker(n)));
+
+  if (options.signal?.aborted) {
+    await store.releasePrefix(target.name, `${job.id}:`).catch(() => undefined);
+    job = await store.finishJob(job.id, "cancelled", "cancelled by the operator (Ctrl-C)");
+    return { job, seeded, elapsedMs: Date.now() - started, cancelled: true, waiting };
+  }
+  if (failure) {
+    await store.releasePrefix(target.name, `${job.id}:`).catch(() => undefined);
+    job = await store.finishJob(job.id, "failed", errorMessage(failure));
+    throw Object.assign(failure as object, { job });
+  }
+  job = await store.finishJob(job.id, "completed");
+  return { job, seeded, elapsedMs: Date.now() - started, cancelled: false, waiting };
+}

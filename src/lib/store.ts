@@ -1,0 +1,322 @@
+import type { SqlApi } from "./db/types.js";
+import { formatVector } from "./vector.js";
+
+/**
+ * Typed access to the SQL API (supabase/migrations). One method per SQL function; no SQL here, so
+ * the same code runs over direct Postgres, supabase-js and PGlite.
+ */
+
+export type EmbeddingKind = "vector" | "halfvec" | "real[]" | "double precision[]";
+
+export interface Target {
+  name: string;
+  table: string;
+  idColumn: string;
+  idType: string;
+  contentColumns: string[] | null;
+  contentExpression: string | null;
+  embeddingColumn: string;
+  embeddingKind: EmbeddingKind;
+  provider: string;
+  model: string;
+  dimensions: number;
+  maxAttempts: number;
+  backoffSeconds: number[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface RegisterTargetInput {
+  name: string;
+  table: string;
+  idColumn: string;
+  embeddingColumn: string;
+  provider: string;
+  model: string;
+  contentColumns?: string[];
+  contentExpression?: string;
+  dimensions?: number;
+  maxAttempts?: number;
+}
+
+export interface ClaimedItem {
+  id: string;
+  content: string;
+  hash: string;
+}
+
+export interface ClaimResult {
+  items: ClaimedItem[];
+  /** Leases of crashed workers taken back during this claim. */
+  expired: number;
+  /** Rows gone from the source: state ended. */
+  deleted: number;
+  /** Unchanged content already embedded with the same model: completed without a provider call. */
+  skipped: number;
+  /** Empty content: dead-lettered, nothing to embed. */
+  empty: number;
+}
+
+export interface WriteItem {
+  id: string;
+  hash: string;
+  vector: ArrayLike<number>;
+  tokens?: number;
+  truncated?: boolean;
+}
+
+export interface WriteResult {
+  written: number;
+  /** Content changed mid-flight: queued again, not overwritten. */
+  stale: number;
+  gone: number;
+  /** The lease was lost (expired and taken by another worker): nothing written. */
+  notLeased: number;
+}
+
+export type JobStatus = "pending" | "running" | "completed" | "failed" | "cancelled";
+export type JobKind = "backfill" | "run" | "sweep" | "recovery";
+
+export interface Job {
+  id: string;
+  target: string;
+  kind: JobKind;
+  status: JobStatus;
+  options: Record<string, unknown>;
+  itemsTotal: number;
+  itemsProcessed: number;
+  itemsFailed: number;
+  itemsSkipped: number;
+  tokens: number;
+  requests: number;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  heartbeatAt: string | null;
+  lastError: string | null;
+  created?: boolean;
+}
+
+export interface EnqueueResult {
+  scanned: number;
+  queued: number;
+  alreadyEmbedded: number;
+  last: string | null;
+  done: boolean;
+}
+
+export interface PendingSummary {
+  dueNow: boolean;
+  nextRetryAt: string | null;
+  inFlight: boolean;
+  leaseExpiresAt: string | null;
+}
+
+export interface TargetStatus {
+  target: string;
+  table: string;
+  provider: string;
+  model: string;
+  dimensions: number;
+  total: number;
+  embedded: number;
+  coverage: number;
+  untracked: number;
+  completedButNull: number;
+  tracked: number;
+  pending: number;
+  processing: number;
+  completed: number;
+  failed: number;
+  deadLetter: number;
+  nextRetryAt: string | null;
+  jobs: Job[];
+}
+
+export interface DeadLetter {
+  id: string;
+  error: string | null;
+  errorKind: "transient" | "permanent" | null;
+  attempts: number;
+  updatedAt: string;
+}
+
+export interface TargetCheck {
+  ok: boolean;
+  problems: string[];
+  dimensions?: number;
+  provider?: string;
+  model?: string;
+}
+
+export class EmbeddingStore {
+  constructor(readonly api: SqlApi) {}
+
+  registerTarget(input: RegisterTargetInput): Promise<Target> {
+    return this.api.call<Target>("embedding_register_target", {
+      p_name: input.name,
+      p_table: input.table,
+      p_id_column: input.idColumn,
+      p_embedding_column: input.embeddingColumn,
+      p_provider: input.provider,
+      p_model: input.model,
+      p_content_columns: input.contentColumns ?? null,
+      p_content_expression: input.contentExpression ?? null,
+      p_dimensions: input.dimensions ?? null,
+      p_max_attempts: input.maxAttempts ?? 3,
+    });
+  }
+
+  getTarget(name: string): Promise<Target> {
+    return this.api.call<Target>("embedding_get_target", { p_name: name });
+  }
+
+  listTargets(): Promise<Target[]> {
+    return this.api.call<Target[]>("embedding_list_targets", {});
+  }
+
+  removeTarget(name: string): Promise<{ removed: string }> {
+    return this.api.call("embedding_remove_target", { p_name: name });
+  }
+
+  checkTarget(name: string): Promise<TargetCheck> {
+    return this.api.call<TargetCheck>("embedding_check_target", { p_name: name });
+  }
+
+  enqueue(target: string, after: string | null, limit: number, reembed = false): Promise<EnqueueResult> {
+    return this.api.call<EnqueueResult>("embedding_enqueue", {
+      p_target: target,
+      p_after: after,
+      p_limit: limit,
+      p_reembed: reembed,
+    });
+  }
+
+  claim(target: string, worker: string, limit: number, leaseSeconds: number): Promise<ClaimResult> {
+    return this.api.call<ClaimResult>("embedding_claim", {
+      p_target: target,
+      p_worker: worker,
+      p_limit: limit,
+      p_lease_seconds: leaseSeconds,
+    });
+  }
+
+  write(target: string, worker: string, items: readonly WriteItem[]): Promise<WriteResult> {
+    return this.api.call<WriteResult>("embedding_write", {
+      p_target: target,
+      p_worker: worker,
+      p_ids: items.map((i) => i.id),
+      p_hashes: items.map((i) => i.hash),
+      p_vectors: items.map((i) => formatVector(i.vector)),
+      p_tokens: items.map((i) => i.tokens ?? null),
+      p_truncated: items.map((i) => (i.truncated ? "true" : "false")),
+    });
+  }
+
+  fail(
+    target: string,
+    worker: string,
+    failures: readonly { id: string; error: string }[],
+    permanent: boolean,
+  ): Promise<{ failed: number; deadLettered: number }> {
+    return this.api.call("embedding_fail", {
+      p_target: target,
+      p_worker: worker,
+      p_ids: failures.map((f) => f.id),
+      p_errors: failures.map((f) => f.error),
+      p_permanent: permanent,
+    });
+  }
+
+  release(target: string, worker: string, ids?: readonly string[]): Promise<{ released: number }> {
+    return this.api.call("embedding_release", { p_target: target, p_worker: worker, p_ids: ids ?? null });
+  }
+
+  releasePrefix(target: string, workerPrefix: string): Promise<{ released: number }> {
+    return this.api.call("embedding_release_prefix", { p_target: target, p_worker_prefix: workerPrefix });
+  }
+
+  retry(
+    target: string,
+    options: { ids?: string[]; deadLetterOnly?: boolean; transientOnly?: boolean; limit?: number } = {},
+  ): Promise<{ requeued: number }> {
+    return this.api.call("embedding_retry", {
+      p_target: target,
+      p_ids: options.ids ?? null,
+      p_dead_letter_only: options.deadLetterOnly ?? true,
+      p_transient_only: options.transientOnly ?? false,
+      p_limit: options.limit ?? 1000,
+    });
+  }
+
+  pendingSummary(target: string): Promise<PendingSummary> {
+    return this.api.call<PendingSummary>("embedding_pending_summary", { p_target: target });
+  }
+
+  deadLetters(target: string, limit = 100): Promise<DeadLetter[]> {
+    return this.api.call<DeadLetter[]>("embedding_dead_letters", { p_target: target, p_limit: limit });
+  }
+
+  createJob(
+    target: string,
+    kind: JobKind,
+    idempotencyKey: string | null,
+    options: Record<string, unknown> = {},
+    jobId?: string,
+  ): Promise<Job> {
+    return this.api.call<Job>("embedding_job_create", {
+      p_target: target,
+      p_kind: kind,
+      p_idempotency_key: idempotencyKey,
+      p_options: options,
+      p_job_id: jobId ?? null,
+    });
+  }
+
+  markPending(target: string, ids: readonly string[]): Promise<{ marked: number }> {
+    return this.api.call("embedding_mark_pending", { p_target: target, p_ids: ids });
+  }
+
+  startJob(jobId: string): Promise<Job> {
+    return this.api.call<Job>("embedding_job_start", { p_job: jobId });
+  }
+
+  getJob(jobId: string): Promise<Job> {
+    return this.api.call<Job>("embedding_job_get", { p_job: jobId });
+  }
+
+  recordBatch(
+    jobId: string,
+    counts: { processed: number; failed: number; skipped: number; tokens: number; requests: number },
+  ): Promise<Job> {
+    return this.api.call<Job>("embedding_job_record_batch", {
+      p_job: jobId,
+      p_processed: counts.processed,
+      p_failed: counts.failed,
+      p_skipped: counts.skipped,
+      p_tokens: counts.tokens,
+      p_requests: counts.requests,
+    });
+  }
+
+  /** The 003 report's contract, kept under its own name for callers that only count. */
+  async incrementProgress(jobId: string, count: number): Promise<void> {
+    await this.api.call("increment_embedding_job_progress", { job_id: jobId, increment_count: count });
+  }
+
+  finishJob(jobId: string, status: "completed" | "failed" | "cancelled", error?: string): Promise<Job> {
+    return this.api.call<Job>("embedding_job_finish", { p_job: jobId, p_status: status, p_error: error ?? null });
+  }
+
+  expireJobs(staleSeconds: number): Promise<{ expired: string[] }> {
+    return this.api.call("embedding_jobs_expire", { p_stale_seconds: staleSeconds });
+  }
+
+  status(target?: string, jobs = 5): Promise<TargetStatus[]> {
+    return this.api.call<TargetStatus[]>("embedding_status", { p_target: target ?? null, p_jobs: jobs });
+  }
+
+  schemaVersion(): Promise<{ version: string | null; vector: boolean; server: string }> {
+    return this.api.call("embedding_schema_version", {});
+  }
+}

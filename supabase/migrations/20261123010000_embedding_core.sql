@@ -1,0 +1,1193 @@
+-- Embedding sync: the SQL contract.
+--
+-- Everything that needs atomicity lives here, as functions called by name (supabase.rpc or
+-- `SELECT fn(...)`). Every API function returns jsonb so both transports parse results the same way.
+-- Runs on PostgreSQL 15-18 and PGlite; needs no extension: pgvector types are only referenced by
+-- name in dynamic SQL, so servers without pgvector can still sync real[] / double precision[] columns.
+--
+-- Invariants:
+--   * The user's table is only ever UPDATEd (never INSERT/UPSERT), one statement per batch, and only
+--     where the row's content still hashes to what was embedded.
+--   * An item is processed only under a lease (status 'processing', worker_id, locked_until); every
+--     write and failure checks the lease, so a worker whose lease expired cannot clobber a newer one.
+--   * Identifiers are stored raw and quoted with format('%I') at every use; nothing typed by a user is
+--     concatenated into SQL except a content expression, which registration type-checks and which
+--     only the service role can register.
+
+CREATE TABLE IF NOT EXISTS public.embedding_schema_migrations (
+  version text PRIMARY KEY,
+  name text NOT NULL,
+  applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS public.embedding_targets (
+  id serial PRIMARY KEY,
+  name text NOT NULL UNIQUE CHECK (name ~ '^[a-z][a-z0-9_]{0,47}$'),
+  schema_name text NOT NULL,
+  table_name text NOT NULL,
+  id_column text NOT NULL,
+  id_type text NOT NULL,
+  content_columns text[],
+  content_expression text,
+  content_sql text NOT NULL,
+  embedding_column text NOT NULL,
+  embedding_kind text NOT NULL CHECK (embedding_kind IN ('vector', 'halfvec', 'real[]', 'double precision[]')),
+  embedding_type_sql text NOT NULL,
+  provider text NOT NULL CHECK (provider ~ '^[a-z][a-z0-9_-]{0,31}$'),
+  model text NOT NULL CHECK (length(model) BETWEEN 1 AND 200),
+  dimensions integer NOT NULL CHECK (dimensions BETWEEN 1 AND 16000),
+  max_attempts integer NOT NULL DEFAULT 3 CHECK (max_attempts BETWEEN 1 AND 100),
+  backoff_seconds integer[] NOT NULL DEFAULT '{30,90,270}',
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS public.embedding_items (
+  target_id integer NOT NULL REFERENCES public.embedding_targets (id) ON DELETE CASCADE,
+  row_id text NOT NULL,
+  status text NOT NULL DEFAULT 'pending'
+    CHECK (status IN ('pending', 'processing', 'completed', 'failed', 'dead_letter')),
+  -- Room for "recent rows first": claims order by priority, then due time.
+  priority integer NOT NULL DEFAULT 0,
+  attempts integer NOT NULL DEFAULT 0,
+  max_attempts integer NOT NULL DEFAULT 3,
+  next_retry_at timestamptz NOT NULL DEFAULT now(),
+  locked_until timestamptz,
+  worker_id text,
+  last_error text,
+  -- 'transient' (timeouts, 5xx: the recovery sweep retries them) or 'permanent' (needs a person).
+  error_kind text CHECK (error_kind IN ('transient', 'permanent')),
+  -- md5 of the content that was embedded, and the model that embedded it: unchanged content with the
+  -- same model is never embedded twice.
+  content_hash text,
+  model text,
+  tokens integer,
+  truncated boolean NOT NULL DEFAULT false,
+  enqueued_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  embedded_at timestamptz,
+  PRIMARY KEY (target_id, row_id)
+);
+
+-- Claims read due work in due order; partial, so completed rows (the bulk of a synced table) cost
+-- nothing to skip.
+CREATE INDEX IF NOT EXISTS embedding_items_due_idx
+  ON public.embedding_items (target_id, priority DESC, next_retry_at)
+  WHERE status IN ('pending', 'failed');
+CREATE INDEX IF NOT EXISTS embedding_items_leased_idx
+  ON public.embedding_items (target_id, locked_until)
+  WHERE status = 'processing';
+-- Status counts per target: an index-only scan instead of a heap scan.
+CREATE INDEX IF NOT EXISTS embedding_items_status_idx
+  ON public.embedding_items (target_id, status);
+
+CREATE TABLE IF NOT EXISTS public.embedding_jobs (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  target_id integer NOT NULL REFERENCES public.embedding_targets (id) ON DELETE CASCADE,
+  kind text NOT NULL DEFAULT 'backfill' CHECK (kind IN ('backfill', 'run', 'sweep', 'recovery')),
+  status text NOT NULL DEFAULT 'pending'
+    CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+  -- Set from the triggering event id (or CLI run id): a duplicate event or a dashboard replay finds
+  -- the same job instead of starting a second one.
+  idempotency_key text UNIQUE,
+  options jsonb NOT NULL DEFAULT '{}',
+  items_total bigint NOT NULL DEFAULT 0,
+  items_processed bigint NOT NULL DEFAULT 0,
+  items_failed bigint NOT NULL DEFAULT 0,
+  items_skipped bigint NOT NULL DEFAULT 0,
+  tokens bigint NOT NULL DEFAULT 0,
+  requests bigint NOT NULL DEFAULT 0,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  started_at timestamptz,
+  finished_at timestamptz,
+  heartbeat_at timestamptz,
+  last_error text
+);
+CREATE INDEX IF NOT EXISTS embedding_jobs_target_idx ON public.embedding_jobs (target_id, created_at DESC);
+CREATE INDEX IF NOT EXISTS embedding_jobs_running_idx ON public.embedding_jobs (heartbeat_at) WHERE status = 'running';
+
+-- Internal tables: row level security on, no policies, so anon/authenticated see nothing even if a
+-- grant slips in. The service role (and the table owner) bypass RLS.
+ALTER TABLE public.embedding_schema_migrations ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.embedding_targets ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.embedding_items ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.embedding_jobs ENABLE ROW LEVEL SECURITY;
+
+-- ---------------------------------------------------------------------------------------------
+-- Helpers (not API)
+-- ---------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION public.embedding_target_row(p_target text)
+RETURNS public.embedding_targets
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE t public.embedding_targets;
+BEGIN
+  SELECT * INTO t FROM public.embedding_targets WHERE name = p_target;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'unknown target "%"', p_target
+      USING ERRCODE = 'P0002', HINT = 'register it first: embeddings targets add <name> ... (embeddings targets list shows what exists)';
+  END IF;
+  RETURN t;
+END $$;
+
+CREATE OR REPLACE FUNCTION public.embedding_qualified_table(t public.embedding_targets)
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp
+AS $$ SELECT format('%I.%I', t.schema_name, t.table_name) $$;
+
+-- Trigger: a new row, or a row whose content columns changed, becomes due. The WHEN clause on the
+-- update trigger (built at registration) means an update of unrelated columns or a no-op update
+-- never even calls this. TG_ARGV: target id, primary key column.
+CREATE OR REPLACE FUNCTION public.embedding_on_row_change()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  v_target integer := TG_ARGV[0]::integer;
+  v_row_id text := to_jsonb(NEW) ->> TG_ARGV[1];
+  v_max integer;
+BEGIN
+  SELECT max_attempts INTO v_max FROM public.embedding_targets WHERE id = v_target;
+  INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts)
+  VALUES (v_target, v_row_id, 'pending', coalesce(v_max, 3))
+  ON CONFLICT (target_id, row_id) DO UPDATE
+    SET status = 'pending', attempts = 0, next_retry_at = now(), locked_until = NULL, worker_id = NULL,
+        last_error = NULL, error_kind = NULL, enqueued_at = now(), updated_at = now();
+  RETURN NULL;
+END $$;
+
+-- Trigger for targets whose content is a SQL expression: the expression is evaluated for OLD and NEW
+-- and the row becomes due only when the result differs.
+CREATE OR REPLACE FUNCTION public.embedding_on_row_update_expr()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  t public.embedding_targets;
+  v_old text;
+  v_new text;
+BEGIN
+  SELECT * INTO t FROM public.embedding_targets WHERE id = TG_ARGV[0]::integer;
+  IF NOT FOUND THEN RETURN NULL; END IF;
+  EXECUTE format('SELECT (%s)::text FROM (SELECT ($1).*) AS s', t.content_sql) INTO v_old USING OLD;
+  EXECUTE format('SELECT (%s)::text FROM (SELECT ($1).*) AS s', t.content_sql) INTO v_new USING NEW;
+  IF v_old IS DISTINCT FROM v_new OR (to_jsonb(OLD) ->> TG_ARGV[1]) IS DISTINCT FROM (to_jsonb(NEW) ->> TG_ARGV[1]) THEN
+    IF (to_jsonb(OLD) ->> TG_ARGV[1]) IS DISTINCT FROM (to_jsonb(NEW) ->> TG_ARGV[1]) THEN
+      DELETE FROM public.embedding_items WHERE target_id = t.id AND row_id = to_jsonb(OLD) ->> TG_ARGV[1];
+    END IF;
+    INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts)
+    VALUES (t.id, to_jsonb(NEW) ->> TG_ARGV[1], 'pending', t.max_attempts)
+    ON CONFLICT (target_id, row_id) DO UPDATE
+      SET status = 'pending', attempts = 0, next_retry_at = now(), locked_until = NULL, worker_id = NULL,
+          last_error = NULL, error_kind = NULL, enqueued_at = now(), updated_at = now();
+  END IF;
+  RETURN NULL;
+END $$;
+
+-- Trigger: a deleted row ends its state; it is never retried.
+CREATE OR REPLACE FUNCTION public.embedding_on_row_delete()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+BEGIN
+  DELETE FROM public.embedding_items WHERE target_id = TG_ARGV[0]::integer AND row_id = to_jsonb(OLD) ->> TG_ARGV[1];
+  RETURN NULL;
+END $$;
+
+-- Trigger for a primary key change on a column-list target: forget the old id.
+CREATE OR REPLACE FUNCTION public.embedding_on_row_rekey()
+RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+BEGIN
+  DELETE FROM public.embedding_items WHERE target_id = TG_ARGV[0]::integer AND row_id = to_jsonb(OLD) ->> TG_ARGV[1];
+  RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION public.embedding_drop_triggers(t public.embedding_targets)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE v_suffix text;
+BEGIN
+  FOREACH v_suffix IN ARRAY ARRAY['ins', 'upd', 'del', 'rekey'] LOOP
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I.%I', 'embedding_' || t.name || '_' || v_suffix, t.schema_name, t.table_name);
+  END LOOP;
+END $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- API: targets
+-- ---------------------------------------------------------------------------------------------
+
+-- Registers (or re-registers) a target. Validates the table and every column, reads the embedding
+-- column's type and dimension and refuses a mismatch, then installs the change triggers.
+CREATE OR REPLACE FUNCTION public.embedding_register_target(
+  p_name text,
+  p_table text,
+  p_id_column text,
+  p_embedding_column text,
+  p_provider text,
+  p_model text,
+  p_content_columns text[] DEFAULT NULL,
+  p_content_expression text DEFAULT NULL,
+  p_dimensions integer DEFAULT NULL,
+  p_max_attempts integer DEFAULT 3
+) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  v_parts text[];
+  v_schema text;
+  v_table text;
+  v_rel oid;
+  v_col text;
+  v_id_type text;
+  v_emb_type oid;
+  v_emb_typmod integer;
+  v_emb_typname text;
+  v_emb_nsp text;
+  v_kind text;
+  v_type_sql text;
+  v_dims integer;
+  v_content_sql text;
+  v_cols text;
+  v_when text;
+  t public.embedding_targets;
+  v_existing public.embedding_targets;
+BEGIN
+  IF p_name IS NULL OR p_name !~ '^[a-z][a-z0-9_]{0,47}$' THEN
+    RAISE EXCEPTION 'invalid target name "%"', p_name
+      USING ERRCODE = '22023', HINT = 'use 1-48 characters: lowercase letters, digits and _, starting with a letter';
+  END IF;
+  IF (p_content_columns IS NULL OR cardinality(p_content_columns) = 0) = (p_content_expression IS NULL) THEN
+    RAISE EXCEPTION 'target "%": give either content columns or a content expression, not both and not neither', p_name
+      USING ERRCODE = '22023', HINT = 'for example --content title,body';
+  END IF;
+
+  BEGIN
+    v_parts := parse_ident(p_table);
+  EXCEPTION WHEN others THEN
+    RAISE EXCEPTION 'invalid table name "%"', p_table USING ERRCODE = '22023', HINT = 'write it as schema.table, for example public.documents';
+  END;
+  IF cardinality(v_parts) = 1 THEN
+    v_schema := 'public'; v_table := v_parts[1];
+  ELSIF cardinality(v_parts) = 2 THEN
+    v_schema := v_parts[1]; v_table := v_parts[2];
+  ELSE
+    RAISE EXCEPTION 'invalid table name "%"', p_table USING ERRCODE = '22023', HINT = 'write it as schema.table, for example public.documents';
+  END IF;
+  SELECT c.oid INTO v_rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = v_schema AND c.relname = v_table AND c.relkind IN ('r', 'p');
+  IF v_rel IS NULL THEN
+    RAISE EXCEPTION 'table %.% does not exist', quote_ident(v_schema), quote_ident(v_table)
+      USING ERRCODE = '42P01', HINT = 'check the name with \dt, and give it as schema.table';
+  END IF;
+
+  -- Primary key: must exist, be unique on its own, and be a type whose jsonb and text forms agree
+  -- (the triggers read it through to_jsonb).
+  SELECT format_type(a.atttypid, a.atttypmod) INTO v_id_type FROM pg_attribute a
+   WHERE a.attrelid = v_rel AND a.attname = p_id_column AND a.attnum > 0 AND NOT a.attisdropped;
+  IF v_id_type IS NULL THEN
+    RAISE EXCEPTION 'column "%" does not exist on %.%', p_id_column, quote_ident(v_schema), quote_ident(v_table)
+      USING ERRCODE = '42703', HINT = 'pass the primary key column with --id';
+  END IF;
+  IF v_id_type NOT IN ('integer', 'bigint', 'smallint', 'text', 'uuid') AND v_id_type !~ '^character varying' THEN
+    RAISE EXCEPTION 'id column "%" has type %, which is not supported', p_id_column, v_id_type
+      USING ERRCODE = '22023', HINT = 'use an integer, bigint, text, varchar or uuid key';
+  END IF;
+  IF NOT EXISTS (
+    SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+     WHERE i.indrelid = v_rel AND i.indisunique AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = p_id_column
+  ) THEN
+    RAISE EXCEPTION 'column "%" of %.% is not unique', p_id_column, quote_ident(v_schema), quote_ident(v_table)
+      USING ERRCODE = '22023', HINT = 'use the primary key, or a column with a unique index of its own';
+  END IF;
+  IF v_id_type ~ '^character varying' THEN v_id_type := 'text'; END IF;
+
+  -- Content.
+  IF p_content_expression IS NULL THEN
+    v_cols := '';
+    v_when := '';
+    FOREACH v_col IN ARRAY p_content_columns LOOP
+      IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = v_rel AND a.attname = v_col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+        RAISE EXCEPTION 'content column "%" does not exist on %.%', v_col, quote_ident(v_schema), quote_ident(v_table)
+          USING ERRCODE = '42703', HINT = 'list existing text columns with --content col1,col2';
+      END IF;
+      v_cols := v_cols || CASE WHEN v_cols = '' THEN '' ELSE ', ' END || format('%I::text', v_col);
+      v_when := v_when || CASE WHEN v_when = '' THEN '' ELSE ' OR ' END || format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', v_col);
+    END LOOP;
+    v_content_sql := format('concat_ws(E''\n\n'', %s)', v_cols);
+  ELSE
+    IF p_content_expression ~ ';' THEN
+      RAISE EXCEPTION 'content expression must be a single SQL expression (no ";")' USING ERRCODE = '22023';
+    END IF;
+    v_content_sql := '(' || p_content_expression || ')';
+  END IF;
+  BEGIN
+    EXECUTE format('SELECT (%s)::text FROM %I.%I AS s LIMIT 0', v_content_sql, v_schema, v_table);
+  EXCEPTION WHEN others THEN
+    RAISE EXCEPTION 'content expression is not valid on %.%: %', quote_ident(v_schema), quote_ident(v_table), SQLERRM
+      USING ERRCODE = '22023', HINT = 'it must be one SQL expression over the row''s columns that yields text';
+  END;
+
+  -- Embedding column: type and dimension.
+  SELECT a.atttypid, a.atttypmod, t2.typname, n2.nspname
+    INTO v_emb_type, v_emb_typmod, v_emb_typname, v_emb_nsp
+    FROM pg_attribute a JOIN pg_type t2 ON t2.oid = a.atttypid JOIN pg_namespace n2 ON n2.oid = t2.typnamespace
+   WHERE a.attrelid = v_rel AND a.attname = p_embedding_column AND a.attnum > 0 AND NOT a.attisdropped;
+  IF v_emb_type IS NULL THEN
+    RAISE EXCEPTION 'embedding column "%" does not exist on %.%', p_embedding_column, quote_ident(v_schema), quote_ident(v_table)
+      USING ERRCODE = '42703', HINT = format('add it: ALTER TABLE %I.%I ADD COLUMN %I vector(%s)', v_schema, v_table, p_embedding_column, coalesce(p_dimensions::text, 'N'));
+  END IF;
+  IF v_emb_typname IN ('vector', 'halfvec') THEN
+    v_kind := v_emb_typname;
+    v_type_sql := format('%I.%I', v_emb_nsp, v_emb_typname);
+    v_dims := CASE WHEN v_emb_typmod > 0 THEN v_emb_typmod END;
+  ELSIF v_emb_typname = '_float4' THEN
+    v_kind := 'real[]'; v_type_sql := 'real[]';
+  ELSIF v_emb_typname = '_float8' THEN
+    v_kind := 'double precision[]'; v_type_sql := 'double precision[]';
+  ELSE
+    RAISE EXCEPTION 'embedding column "%" has type %, which cannot hold an embedding', p_embedding_column, format_type(v_emb_type, v_emb_typmod)
+      USING ERRCODE = '22023', HINT = 'use vector(N) or halfvec(N) from pgvector, or real[] / double precision[] with --dimensions N';
+  END IF;
+  IF v_dims IS NOT NULL AND p_dimensions IS NOT NULL AND v_dims <> p_dimensions THEN
+    RAISE EXCEPTION 'dimension mismatch: column %.%.% is %(%) but the target is configured for % dimensions',
+      quote_ident(v_schema), quote_ident(v_table), quote_ident(p_embedding_column), v_kind, v_dims, p_dimensions
+      USING ERRCODE = '22023',
+            HINT = format('use --dimensions %s, or change the column: ALTER TABLE %I.%I ALTER COLUMN %I TYPE %s(%s)', v_dims, v_schema, v_table, p_embedding_column, v_kind, p_dimensions);
+  END IF;
+  v_dims := coalesce(v_dims, p_dimensions);
+  IF v_dims IS NULL THEN
+    RAISE EXCEPTION 'embedding column "%" (%) has no fixed dimension', p_embedding_column, format_type(v_emb_type, v_emb_typmod)
+      USING ERRCODE = '22023', HINT = 'pass --dimensions N (for example 1536 for text-embedding-3-small)';
+  END IF;
+
+  SELECT * INTO v_existing FROM public.embedding_targets WHERE name = p_name;
+  IF FOUND THEN
+    PERFORM public.embedding_drop_triggers(v_existing);
+  END IF;
+
+  INSERT INTO public.embedding_targets AS x (name, schema_name, table_name, id_column, id_type, content_columns,
+      content_expression, content_sql, embedding_column, embedding_kind, embedding_type_sql, provider, model,
+      dimensions, max_attempts)
+  VALUES (p_name, v_schema, v_table, p_id_column, v_id_type, p_content_columns, p_content_expression, v_content_sql,
+      p_embedding_column, v_kind, v_type_sql, p_provider, p_model, v_dims, coalesce(p_max_attempts, 3))
+  ON CONFLICT (name) DO UPDATE SET schema_name = EXCLUDED.schema_name, table_name = EXCLUDED.table_name,
+      id_column = EXCLUDED.id_column, id_type = EXCLUDED.id_type, content_columns = EXCLUDED.content_columns,
+      content_expression = EXCLUDED.content_expression, content_sql = EXCLUDED.content_sql,
+      embedding_column = EXCLUDED.embedding_column, embedding_kind = EXCLUDED.embedding_kind,
+      embedding_type_sql = EXCLUDED.embedding_type_sql, provider = EXCLUDED.provider, model = EXCLUDED.model,
+      dimensions = EXCLUDED.dimensions, max_attempts = EXCLUDED.max_attempts, updated_at = now()
+  RETURNING * INTO t;
+
+  EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %I.%I FOR EACH ROW EXECUTE FUNCTION public.embedding_on_row_change(%L, %L)',
+    'embedding_' || t.name || '_ins', v_schema, v_table, t.id, p_id_column);
+  EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %I.%I FOR EACH ROW EXECUTE FUNCTION public.embedding_on_row_delete(%L, %L)',
+    'embedding_' || t.name || '_del', v_schema, v_table, t.id, p_id_column);
+  IF p_content_expression IS NULL THEN
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %s ON %I.%I FOR EACH ROW WHEN (%s) EXECUTE FUNCTION public.embedding_on_row_change(%L, %L)',
+      'embedding_' || t.name || '_upd',
+      (SELECT string_agg(format('%I', c), ', ') FROM unnest(p_content_columns || p_id_column) AS c),
+      v_schema, v_table, v_when || format(' OR OLD.%1$I IS DISTINCT FROM NEW.%1$I', p_id_column), t.id, p_id_column);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %I ON %I.%I FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION public.embedding_on_row_rekey(%L, %L)',
+      'embedding_' || t.name || '_rekey', p_id_column, v_schema, v_table, p_id_column, p_id_column, t.id, p_id_column);
+  ELSE
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %I.%I FOR EACH ROW EXECUTE FUNCTION public.embedding_on_row_update_expr(%L, %L)',
+      'embedding_' || t.name || '_upd', v_schema, v_table, t.id, p_id_column);
+  END IF;
+
+  RETURN public.embedding_target_json(t);
+END $$;
+
+CREATE OR REPLACE FUNCTION public.embedding_target_json(t public.embedding_targets)
+RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp
+AS $$
+  SELECT jsonb_build_object(
+    'name', t.name, 'table', format('%I.%I', t.schema_name, t.table_name), 'idColumn', t.id_column,
+    'idType', t.id_type, 'contentColumns', to_jsonb(t.content_columns), 'contentExpression', t.content_expression,
+    'embeddingColumn', t.embedding_column, 'embeddingKind', t.embedding_kind, 'provider', t.provider,
+    'model', t.model, 'dimensions', t.dimensions, 'maxAttempts', t.max_attempts,
+    'backoffSeconds', to_jsonb(t.backoff_seconds), 'createdAt', t.created_at, 'updatedAt', t.updated_at)
+$$;
+
+CREATE OR REPLACE FUNCTION public.embedding_get_target(p_name text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+BEGIN
+  RETURN public.embedding_target_json(public.embedding_target_row(p_name));
+END $$;
+
+CREATE OR REPLACE FUNCTION public.embedding_list_targets()
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+  SELECT coalesce(jsonb_agg(public.embedding_target_json(t) ORDER BY t.name), '[]'::jsonb) FROM public.embedding_targets t
+$$;
+
+-- Removes a target, its triggers and its per-row state. The user's table and its embeddings stay.
+CREATE OR REPLACE FUNCTION public.embedding_remove_target(p_name text)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE t public.embedding_targets;
+BEGIN
+  t := public.embedding_target_row(p_name);
+  PERFORM public.embedding_drop_triggers(t);
+  DELETE FROM public.embedding_targets WHERE id = t.id;
+  RETURN jsonb_build_object('removed', t.name);
+END $$;
+
+-- Checks that a registered target still matches its table: columns present, dimension unchanged.
+-- Used by preflight; returns a list of problems (empty when healthy).
+CREATE OR REPLACE FUNCTION public.embedding_check_target(p_name text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  t public.embedding_targets;
+  v_rel oid;
+  v_problems jsonb := '[]'::jsonb;
+  v_col text;
+  v_typmod integer;
+  v_typname text;
+BEGIN
+  SELECT * INTO t FROM public.embedding_targets WHERE name = p_name;
+  IF NOT FOUND THEN
+    RETURN jsonb_build_object('ok', false, 'problems', jsonb_build_array(format('target "%s" is not registered', p_name)));
+  END IF;
+  SELECT c.oid INTO v_rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = t.schema_name AND c.relname = t.table_name;
+  IF v_rel IS NULL THEN
+    RETURN jsonb_build_object('ok', false, 'problems', jsonb_build_array(format('table %I.%I no longer exists', t.schema_name, t.table_name)));
+  END IF;
+  FOREACH v_col IN ARRAY coalesce(t.content_columns, '{}') || ARRAY[t.id_column, t.embedding_column] LOOP
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = v_rel AND a.attname = v_col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+      v_problems := v_problems || to_jsonb(format('column %I is missing from %I.%I', v_col, t.schema_name, t.table_name));
+    END IF;
+  END LOOP;
+  SELECT a.atttypmod, ty.typname INTO v_typmod, v_typname FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+   WHERE a.attrelid = v_rel AND a.attname = t.embedding_column AND NOT a.attisdropped;
+  IF v_typname IN ('vector', 'halfvec') AND v_typmod > 0 AND v_typmod <> t.dimensions THEN
+    v_problems := v_problems || to_jsonb(format('column %I is %s(%s) but the target expects %s dimensions', t.embedding_column, v_typname, v_typmod, t.dimensions));
+  END IF;
+  RETURN jsonb_build_object('ok', jsonb_array_length(v_problems) = 0, 'problems', v_problems,
+    'dimensions', t.dimensions, 'provider', t.provider, 'model', t.model);
+END $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- API: enqueue (backfill seeding), claim, write, fail, release, retry
+-- ---------------------------------------------------------------------------------------------
+
+-- Seeds per-row state for one keyset page of the source table (bounded work per call, so a
+-- million-row table never needs one long statement: the 002 report's statement timeouts).
+-- Rows that already have an embedding are recorded as completed with the current content hash unless
+-- p_reembed; rows already tracked keep their state unless p_reembed.
+CREATE OR REPLACE FUNCTION public.embedding_enqueue(
+  p_target text,
+  p_after text DEFAULT NULL,
+  p_limit integer DEFAULT 5000,
+  p_reembed boolean DEFAULT false
+) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  t public.embedding_targets := public.embedding_target_row(p_target);
+  v_result jsonb;
+BEGIN
+  IF p_limit IS NULL OR p_limit < 1 OR p_limit > 100000 THEN
+    RAISE EXCEPTION 'enqueue page size % is out of range', p_limit USING ERRCODE = '22023', HINT = 'use 1..100000';
+  END IF;
+  EXECUTE format($q$
+    WITH page AS (
+      SELECT s.%1$I AS pk, s.%1$I::text AS row_id, s.%2$I IS NOT NULL AS has_embedding,
+             md5((%3$s)::text) AS hash
+        FROM %4$I.%5$I AS s
+       WHERE $1::text IS NULL OR s.%1$I > $1::%6$s
+       ORDER BY s.%1$I
+       LIMIT $2
+    ), ins AS (
+      INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts, content_hash, model, embedded_at)
+      SELECT $3, p.row_id,
+             CASE WHEN p.has_embedding AND NOT $4 THEN 'completed' ELSE 'pending' END,
+             $5,
+             CASE WHEN p.has_embedding AND NOT $4 THEN p.hash END,
+             CASE WHEN p.has_embedding AND NOT $4 THEN $6 END,
+             CASE WHEN p.has_embedding AND NOT $4 THEN now() END
+        FROM page p
+      ON CONFLICT (target_id, row_id) DO UPDATE
+        SET status = 'pending', attempts = 0, next_retry_at = now(), last_error = NULL, error_kind = NULL,
+            updated_at = now()
+        WHERE $4 AND i.status <> 'processing'
+      RETURNING i.status
+    )
+    SELECT jsonb_build_object(
+      'scanned', (SELECT count(*) FROM page),
+      'queued', (SELECT count(*) FROM ins WHERE status = 'pending'),
+      'alreadyEmbedded', (SELECT count(*) FROM ins WHERE status = 'completed'),
+      'last', (SELECT row_id FROM page ORDER BY pk DESC LIMIT 1))
+  $q$, t.id_column, t.embedding_column, t.content_sql, t.schema_name, t.table_name, t.id_type)
+  INTO v_result
+  USING p_after, p_limit, t.id, p_reembed, t.max_attempts, t.model;
+  RETURN v_result || jsonb_build_object('done', (v_result ->> 'scanned')::integer < p_limit);
+END $$;
+
+-- Claims up to p_limit due items under a lease and returns their current content.
+--   1. Leases that expired (a crashed worker) count as an attempt and become due again, or dead-letter.
+--   2. Due items are taken with FOR UPDATE SKIP LOCKED: two workers never hold the same item.
+--   3. The source rows are read in one statement. Items whose row is gone are deleted (never
+--      retried); items whose content still hashes to what was embedded with the same model, and whose
+--      embedding is present, are completed without a provider call; empty content dead-letters.
+CREATE OR REPLACE FUNCTION public.embedding_claim(
+  p_target text,
+  p_worker text,
+  p_limit integer DEFAULT 20,
+  p_lease_seconds integer DEFAULT 300
+) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  t public.embedding_targets := public.embedding_target_row(p_target);
+  v_ids text[];
+  v_expired integer;
+  v_rows jsonb;
+  v_deleted integer;
+  v_skipped integer;
+  v_empty integer;
+BEGIN
+  IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+    RAISE EXCEPTION 'claim size % is out of range', p_limit USING ERRCODE = '22023', HINT = 'use a batch size of 1..10000';
+  END IF;
+  IF p_worker IS NULL OR length(p_worker) = 0 THEN
+    RAISE EXCEPTION 'worker id is required' USING ERRCODE = '22023';
+  END IF;
+
+  WITH expired AS (
+    SELECT row_id FROM public.embedding_items
+     WHERE target_id = t.id AND status = 'processing' AND locked_until < now()
+     ORDER BY locked_until
+     LIMIT p_limit
+       FOR UPDATE SKIP LOCKED
+  ), upd AS (
+    UPDATE public.embedding_items i
+       SET attempts = i.attempts + 1,
+           status = CASE WHEN i.attempts + 1 >= i.max_attempts THEN 'dead_letter' ELSE 'pending' END,
+           last_error = 'lease expired: the worker holding this row stopped before finishing (crash, deploy or timeout)',
+           error_kind = 'transient', locked_until = NULL, worker_id = NULL, next_retry_at = now(), updated_at = now()
+      FROM expired e
+     WHERE i.target_id = t.id AND i.row_id = e.row_id
+    RETURNING 1
+  )
+  SELECT count(*) INTO v_expired FROM upd;
+
+  WITH due AS (
+    SELECT row_id FROM public.embedding_items
+     WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()
+     ORDER BY priority DESC, next_retry_at
+     LIMIT p_limit
+       FOR UPDATE SKIP LOCKED
+  ), upd AS (
+    UPDATE public.embedding_items i
+       SET status = 'processing', locked_until = now() + make_interval(secs => p_lease_seconds),
+           worker_id = p_worker, updated_at = now()
+      FROM due d
+     WHERE i.target_id = t.id AND i.row_id = d.row_id
+    RETURNING i.row_id
+  )
+  SELECT coalesce(array_agg(row_id), '{}') INTO v_ids FROM upd;
+
+  IF cardinality(v_ids) = 0 THEN
+    RETURN jsonb_build_object('items', '[]'::jsonb, 'expired', v_expired, 'deleted', 0, 'skipped', 0, 'empty', 0);
+  END IF;
+
+  EXECUTE format($q$
+    SELECT coalesce(jsonb_agg(jsonb_build_object('id', s.%1$I::text, 'content', c.content, 'hash', md5(c.content),
+             'unchanged', i.content_hash IS NOT DISTINCT FROM md5(c.content) AND i.model IS NOT DISTINCT FROM $3
+                          AND s.%2$I IS NOT NULL)), '[]'::jsonb)
+      FROM %3$I.%4$I AS s
+      CROSS JOIN LATERAL (SELECT (%5$s)::text AS content) c
+      JOIN public.embedding_items i ON i.target_id = $2 AND i.row_id = s.%1$I::text
+     WHERE s.%1$I = ANY ($1::%6$s[])
+  $q$, t.id_column, t.embedding_column, t.schema_name, t.table_name, t.content_sql, t.id_type)
+  INTO v_rows USING v_ids, t.id, t.model;
+
+  -- Rows gone from the source: end their state.
+  WITH gone AS (
+    DELETE FROM public.embedding_items i
+     WHERE i.target_id = t.id AND i.row_id = ANY (v_ids)
+       AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v_rows) r WHERE r ->> 'id' = i.row_id)
+    RETURNING 1
+  ) SELECT count(*) INTO v_deleted FROM gone;
+
+  WITH done AS (
+    UPDATE public.embedding_items i
+       SET status = 'completed', attempts = 0, locked_until = NULL, worker_id = NULL, last_error = NULL,
+           error_kind = NULL, updated_at = now()
+      FROM jsonb_array_elements(v_rows) r
+     WHERE i.target_id = t.id AND i.row_id = r ->> 'id' AND (r ->> 'unchanged')::boolean
+    RETURNING 1
+  ) SELECT count(*) INTO v_skipped FROM done;
+
+  WITH e AS (
+    UPDATE public.embedding_items i
+       SET status = 'dead_letter', locked_until = NULL, worker_id = NULL, error_kind = 'permanent',
+           last_error = 'content is empty (NULL or blank): nothing to embed; the row is queued again when its content changes',
+           content_hash = NULL, updated_at = now()
+      FROM jsonb_array_elements(v_rows) r
+     WHERE i.target_id = t.id AND i.row_id = r ->> 'id' AND NOT (r ->> 'unchanged')::boolean
+       AND coalesce(r ->> 'content', '') !~ '\S'
+    RETURNING 1
+  ) SELECT count(*) INTO v_empty FROM e;
+
+  RETURN jsonb_build_object(
+    'items', (SELECT coalesce(jsonb_agg(jsonb_build_object('id', r ->> 'id', 'content', r ->> 'content', 'hash', r ->> 'hash')), '[]'::jsonb)
+                FROM jsonb_array_elements(v_rows) r
+               WHERE NOT (r ->> 'unchanged')::boolean AND coalesce(r ->> 'content', '') ~ '\S'),
+    'expired', v_expired, 'deleted', v_deleted, 'skipped', v_skipped, 'empty', v_empty);
+END $$;
+
+-- Stores a batch of embeddings in one UPDATE of the source table. A row is written only if
+--   * this worker still holds its lease, and
+--   * the row's content, re-read inside the UPDATE (so a concurrent edit is seen), still hashes to
+--     what was embedded.
+-- Rows edited mid-flight are re-queued instead of being overwritten with a stale vector; rows gone
+-- from the source end their state. Vectors arrive as pgvector text literals '[x,y,...]'.
+CREATE OR REPLACE FUNCTION public.embedding_write(
+  p_target text,
+  p_worker text,
+  p_ids text[],
+  p_hashes text[],
+  p_vectors text[],
+  p_tokens integer[] DEFAULT NULL,
+  p_truncated boolean[] DEFAULT NULL
+) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  t public.embedding_targets := public.embedding_target_row(p_target);
+  v_n integer := coalesce(cardinality(p_ids), 0);
+  v_written text[];
+  v_bad text;
+  v_stale integer;
+  v_gone integer;
+  v_value_sql text;
+BEGIN
+  IF v_n = 0 THEN
+    RETURN jsonb_build_object('written', 0, 'stale', 0, 'gone', 0, 'notLeased', 0);
+  END IF;
+  IF cardinality(p_hashes) <> v_n OR cardinality(p_vectors) <> v_n
+     OR (p_tokens IS NOT NULL AND cardinality(p_tokens) <> v_n)
+     OR (p_truncated IS NOT NULL AND cardinality(p_truncated) <> v_n) THEN
+    RAISE EXCEPTION 'write batch arrays differ in length (ids %, hashes %, vectors %)', v_n, cardinality(p_hashes), cardinality(p_vectors)
+      USING ERRCODE = '22023';
+  END IF;
+  -- Dimension check before anything is written, with both numbers in the message (the 003 outage).
+  SELECT format('expected %s dimensions, got %s (row %s)', t.dimensions,
+                coalesce(array_length(string_to_array(btrim(v, '[] '), ','), 1), 0), id)
+    INTO v_bad
+    FROM unnest(p_ids, p_vectors) AS u(id, v)
+   WHERE coalesce(array_length(string_to_array(btrim(v, '[] '), ','), 1), 0) <> t.dimensions
+   LIMIT 1;
+  IF v_bad IS NOT NULL THEN
+    RAISE EXCEPTION 'target "%": %', t.name, v_bad
+      USING ERRCODE = '22000', HINT = format('configure the provider for %s dimensions, or alter the column to the model''s dimension', t.dimensions);
+  END IF;
+
+  v_value_sql := CASE WHEN t.embedding_kind IN ('vector', 'halfvec')
+                      THEN format('u."__embedding_sync_vec"::%s', t.embedding_type_sql)
+                      ELSE format('translate(u."__embedding_sync_vec", ''[]'', ''{}'')::%s', t.embedding_type_sql) END;
+
+  -- Lease first (items rows locked in a fixed order), then the source UPDATE: a concurrent content
+  -- edit either committed before (its trigger re-queued the item, so the lease check drops it) or
+  -- waits for us and re-queues the row afterwards.
+  EXECUTE format($q$
+    WITH leased AS (
+      SELECT i.row_id FROM public.embedding_items i
+       WHERE i.target_id = $1 AND i.row_id = ANY ($2) AND i.status = 'processing' AND i.worker_id = $3
+       ORDER BY i.row_id
+         FOR UPDATE
+    ), batch AS (
+      SELECT x.id AS "__embedding_sync_id", x.hash AS "__embedding_sync_hash", x.vec AS "__embedding_sync_vec"
+        FROM unnest($2, $4, $5) AS x(id, hash, vec)
+        JOIN leased l ON l.row_id = x.id
+    ), w AS (
+      UPDATE %1$I.%2$I AS s SET %3$I = %4$s
+        FROM batch AS u
+       WHERE s.%5$I = u."__embedding_sync_id"::%6$s
+         AND md5((%7$s)::text) = u."__embedding_sync_hash"
+      RETURNING s.%5$I::text AS row_id
+    )
+    SELECT coalesce(array_agg(row_id), '{}') FROM w
+  $q$, t.schema_name, t.table_name, t.embedding_column, v_value_sql, t.id_column, t.id_type, t.content_sql)
+  INTO v_written USING t.id, p_ids, p_worker, p_hashes, p_vectors;
+
+  UPDATE public.embedding_items i
+     SET status = 'completed', content_hash = u.hash, model = t.model, tokens = u.tokens,
+         truncated = coalesce(u.truncated, false), attempts = 0, locked_until = NULL, worker_id = NULL,
+         last_error = NULL, error_kind = NULL, embedded_at = now(), updated_at = now()
+    FROM unnest(p_ids, p_hashes, coalesce(p_tokens, array_fill(NULL::integer, ARRAY[v_n])),
+                coalesce(p_truncated, array_fill(false, ARRAY[v_n]))) AS u(id, hash, tokens, truncated)
+   WHERE i.target_id = t.id AND i.row_id = u.id AND u.id = ANY (v_written);
+
+  -- Leased but not written: the row is gone (end its state) or its content changed (queue it again).
+  EXECUTE format($q$
+    WITH gone AS (
+      DELETE FROM public.embedding_items i
+       WHERE i.target_id = $1 AND i.row_id = ANY ($2) AND NOT (i.row_id = ANY ($3))
+         AND i.status = 'processing' AND i.worker_id = $4
+         AND NOT EXISTS (SELECT 1 FROM %1$I.%2$I s WHERE s.%3$I = i.row_id::%4$s)
+      RETURNING 1
+    ) SELECT count(*) FROM gone
+  $q$, t.schema_name, t.table_name, t.id_column, t.id_type)
+  INTO v_gone USING t.id, p_ids, v_written, p_worker;
+
+  WITH stale AS (
+    UPDATE public.embedding_items i
+       SET status = 'pending', next_retry_at = now(), locked_until = NULL, worker_id = NULL, updated_at = now()
+     WHERE i.target_id = t.id AND i.row_id = ANY (p_ids) AND NOT (i.row_id = ANY (v_written))
+       AND i.status = 'processing' AND i.worker_id = p_worker
+    RETURNING 1
+  ) SELECT count(*) INTO v_stale FROM stale;
+
+  RETURN jsonb_build_object('written', cardinality(v_written), 'stale', v_stale, 'gone', v_gone,
+    'notLeased', v_n - cardinality(v_written) - v_stale - v_gone);
+END $$;
+
+-- Records per-row failures. Permanent ones (the provider rejects the input) dead-letter at once;
+-- transient ones back off per the target's schedule (30 s, 90 s, 270 s by default) and dead-letter
+-- after max_attempts with the last error kept.
+CREATE OR REPLACE FUNCTION public.embedding_fail(
+  p_target text,
+  p_worker text,
+  p_ids text[],
+  p_errors text[],
+  p_permanent boolean DEFAULT false
+) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  t public.embedding_targets := public.embedding_target_row(p_target);
+  v_failed integer;
+  v_dead integer;
+BEGIN
+  WITH u AS (
+    SELECT * FROM unnest(p_ids, p_errors) AS x(id, err)
+  ), upd AS (
+    UPDATE public.embedding_items i
+       SET attempts = i.attempts + 1,
+           status = CASE WHEN p_permanent OR i.attempts + 1 >= i.max_attempts THEN 'dead_letter' ELSE 'failed' END,
+           error_kind = CASE WHEN p_permanent THEN 'permanent' ELSE 'transient' END,
+           last_error = left(coalesce(u.err, 'unknown error'), 2000),
+           next_retry_at = now() + make_interval(secs => t.backoff_seconds[least(i.attempts + 1, cardinality(t.backoff_seconds))]),
+           locked_until = NULL, worker_id = NULL, updated_at = now()
+      FROM u
+     WHERE i.target_id = t.id AND i.row_id = u.id AND i.status = 'processing' AND i.worker_id = p_worker
+    RETURNING i.status
+  )
+  SELECT count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'dead_letter')
+    INTO v_failed, v_dead FROM upd;
+  RETURN jsonb_build_object('failed', v_failed, 'deadLettered', v_dead);
+END $$;
+
+-- Gives leased items back without counting an attempt: a transient batch-wide failure (the provider
+-- is down), a cancellation, or Ctrl-C. p_ids NULL releases everything this worker holds.
+CREATE OR REPLACE FUNCTION public.embedding_release(
+  p_target text,
+  p_worker text,
+  p_ids text[] DEFAULT NULL
+) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  t public.embedding_targets := public.embedding_target_row(p_target);
+  v_n integer;
+BEGIN
+  WITH upd AS (
+    UPDATE public.embedding_items i
+       SET status = CASE WHEN i.attempts > 0 THEN 'failed' ELSE 'pending' END,
+           locked_until = NULL, worker_id = NULL, updated_at = now()
+     WHERE i.target_id = t.id AND i.status = 'processing' AND i.worker_id = p_worker
+       AND (p_ids IS NULL OR i.row_id = ANY (p_ids))
+    RETURNING 1
+  ) SELECT count(*) INTO v_n FROM upd;
+  RETURN jsonb_build_object('released', v_n);
+END $$;
+
+-- Releases every lease on a target whose holder matches a prefix (a cancelled job's workers).
+CREATE OR REPLACE FUNCTION public.embedding_release_prefix(p_target text, p_worker_prefix text)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  t public.embedding_targets := public.embedding_target_row(p_target);
+  v_n integer;
+BEGIN
+  IF coalesce(length(p_worker_prefix), 0) < 8 THEN
+    RAISE EXCEPTION 'worker prefix too short' USING ERRCODE = '22023';
+  END IF;
+  WITH upd AS (
+    UPDATE public.embedding_items i
+       SET status = CASE WHEN i.attempts > 0 THEN 'failed' ELSE 'pending' END,
+           locked_until = NULL, worker_id = NULL, updated_at = now()
+     WHERE i.target_id = t.id AND i.status = 'processing' AND starts_with(i.worker_id, p_worker_prefix)
+    RETURNING 1
+  ) SELECT count(*) INTO v_n FROM upd;
+  RETURN jsonb_build_object('released', v_n);
+END $$;
+
+-- Forces a retry: of given rows, of every dead letter, or only of dead letters whose failure was
+-- transient (the recovery sweep). Attempts start again from zero.
+CREATE OR REPLACE FUNCTION public.embedding_retry(
+  p_target text,
+  p_ids text[] DEFAULT NULL,
+  p_dead_letter_only boolean DEFAULT true,
+  p_transient_only boolean DEFAULT false,
+  p_limit integer DEFAULT 1000
+) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  t public.embedding_targets := public.embedding_target_row(p_target);
+  v_n integer;
+BEGIN
+  WITH pick AS (
+    SELECT row_id FROM public.embedding_items
+     WHERE target_id = t.id
+       AND (p_ids IS NULL OR row_id = ANY (p_ids))
+       AND (CASE WHEN p_dead_letter_only THEN status = 'dead_letter' ELSE status IN ('failed', 'dead_letter', 'completed') END)
+       AND (NOT p_transient_only OR error_kind = 'transient')
+     ORDER BY row_id
+     LIMIT p_limit
+       FOR UPDATE SKIP LOCKED
+  ), upd AS (
+    UPDATE public.embedding_items i
+       SET status = 'pending', attempts = 0, next_retry_at = now(), last_error = NULL, error_kind = NULL,
+           content_hash = CASE WHEN i.status = 'completed' THEN NULL ELSE i.content_hash END, updated_at = now()
+      FROM pick WHERE i.target_id = t.id AND i.row_id = pick.row_id
+    RETURNING 1
+  ) SELECT count(*) INTO v_n FROM upd;
+  RETURN jsonb_build_object('requeued', v_n);
+END $$;
+
+-- Marks given rows due now (the embeddings/rows.changed event): rows not yet tracked start being
+-- tracked; tracked rows keep their content hash, so a row whose content did not really change is
+-- completed at claim time without a provider call.
+CREATE OR REPLACE FUNCTION public.embedding_mark_pending(p_target text, p_ids text[])
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  t public.embedding_targets := public.embedding_target_row(p_target);
+  v_n integer;
+BEGIN
+  IF cardinality(p_ids) > 10000 THEN
+    RAISE EXCEPTION 'too many ids (%) in one call', cardinality(p_ids) USING ERRCODE = '22023', HINT = 'send at most 10000 ids per event';
+  END IF;
+  WITH ins AS (
+    INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts)
+    SELECT t.id, id, 'pending', t.max_attempts FROM unnest(p_ids) AS id
+    ON CONFLICT (target_id, row_id) DO UPDATE
+      SET status = 'pending', attempts = 0, next_retry_at = now(), last_error = NULL, error_kind = NULL, updated_at = now()
+      WHERE i.status <> 'processing'
+    RETURNING 1
+  ) SELECT count(*) INTO v_n FROM ins;
+  RETURN jsonb_build_object('marked', v_n);
+END $$;
+
+-- Whether anything is left to do for a target, from the partial indexes only: O(1) per call,
+-- independent of table size (no COUNT(*) per batch).
+CREATE OR REPLACE FUNCTION public.embedding_pending_summary(p_target text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  t public.embedding_targets := public.embedding_target_row(p_target);
+BEGIN
+  RETURN jsonb_build_object(
+    'dueNow', EXISTS (SELECT 1 FROM public.embedding_items WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()),
+    'nextRetryAt', (SELECT min(next_retry_at) FROM public.embedding_items WHERE target_id = t.id AND status IN ('pending', 'failed')),
+    'inFlight', EXISTS (SELECT 1 FROM public.embedding_items WHERE target_id = t.id AND status = 'processing'),
+    'leaseExpiresAt', (SELECT max(locked_until) FROM public.embedding_items WHERE target_id = t.id AND status = 'processing'));
+END $$;
+
+-- Dead-lettered rows with their errors, newest first.
+CREATE OR REPLACE FUNCTION public.embedding_dead_letters(p_target text, p_limit integer DEFAULT 100)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE t public.embedding_targets := public.embedding_target_row(p_target);
+BEGIN
+  RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('id', row_id, 'error', last_error, 'errorKind', error_kind,
+            'attempts', attempts, 'updatedAt', updated_at) ORDER BY updated_at DESC), '[]'::jsonb)
+            FROM (SELECT * FROM public.embedding_items WHERE target_id = t.id AND status = 'dead_letter'
+                   ORDER BY updated_at DESC LIMIT least(greatest(p_limit, 1), 1000)) d);
+END $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- API: jobs
+-- ---------------------------------------------------------------------------------------------
+
+CREATE OR REPLACE FUNCTION public.embedding_job_json(j public.embedding_jobs)
+RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp
+AS $$
+  SELECT jsonb_build_object('id', j.id, 'target', (SELECT name FROM public.embedding_targets WHERE id = j.target_id),
+    'kind', j.kind, 'status', j.status, 'options', j.options, 'itemsTotal', j.items_total,
+    'itemsProcessed', j.items_processed, 'itemsFailed', j.items_failed, 'itemsSkipped', j.items_skipped,
+    'tokens', j.tokens, 'requests', j.requests, 'createdAt', j.created_at, 'startedAt', j.started_at,
+    'finishedAt', j.finished_at, 'heartbeatAt', j.heartbeat_at, 'lastError', j.last_error)
+$$;
+
+-- Creates a job, or returns the existing one for the same idempotency key (a duplicate event or a
+-- replay never starts a second job for one request).
+CREATE OR REPLACE FUNCTION public.embedding_job_create(
+  p_target text,
+  p_kind text DEFAULT 'backfill',
+  p_idempotency_key text DEFAULT NULL,
+  p_options jsonb DEFAULT '{}'::jsonb,
+  p_job_id uuid DEFAULT NULL
+) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  t public.embedding_targets := public.embedding_target_row(p_target);
+  j public.embedding_jobs;
+  v_created boolean := false;
+BEGIN
+  IF p_job_id IS NOT NULL THEN
+    SELECT * INTO j FROM public.embedding_jobs WHERE id = p_job_id;
+    IF FOUND AND j.target_id <> t.id THEN
+      RAISE EXCEPTION 'job % belongs to another target', p_job_id USING ERRCODE = '22023', HINT = 'use a new job id';
+    END IF;
+  END IF;
+  IF j.id IS NULL AND p_idempotency_key IS NOT NULL THEN
+    SELECT * INTO j FROM public.embedding_jobs WHERE idempotency_key = p_idempotency_key;
+  END IF;
+  IF j.id IS NULL THEN
+    INSERT INTO public.embedding_jobs (id, target_id, kind, idempotency_key, options)
+    VALUES (coalesce(p_job_id, gen_random_uuid()), t.id, p_kind, p_idempotency_key, coalesce(p_options, '{}'))
+    ON CONFLICT DO NOTHING
+    RETURNING * INTO j;
+    v_created := j.id IS NOT NULL;
+    IF NOT v_created THEN
+      SELECT * INTO j FROM public.embedding_jobs WHERE idempotency_key = p_idempotency_key OR id = p_job_id LIMIT 1;
+    END IF;
+  END IF;
+  RETURN public.embedding_job_json(j) || jsonb_build_object('created', v_created);
+END $$;
+
+-- Marks a job running and fixes items_total: the rows of the target that still need work now.
+-- Counts once per job, never per batch. A failed job starts again (a replay from the dashboard
+-- resumes it); completed and cancelled jobs stay final.
+CREATE OR REPLACE FUNCTION public.embedding_job_start(p_job uuid)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE j public.embedding_jobs;
+BEGIN
+  UPDATE public.embedding_jobs SET
+      status = CASE WHEN status IN ('pending', 'running', 'failed') THEN 'running' ELSE status END,
+      finished_at = CASE WHEN status = 'failed' THEN NULL ELSE finished_at END,
+      started_at = coalesce(started_at, now()), heartbeat_at = now(),
+      items_total = CASE WHEN status = 'pending' OR items_total = 0 THEN
+        (SELECT count(*) FROM public.embedding_items i WHERE i.target_id = embedding_jobs.target_id
+            AND i.status IN ('pending', 'failed', 'processing')) + items_processed + items_failed + items_skipped
+        ELSE items_total END
+   WHERE id = p_job RETURNING * INTO j;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'unknown job %', p_job USING ERRCODE = 'P0002';
+  END IF;
+  RETURN public.embedding_job_json(j);
+END $$;
+
+-- The 003 report's contract: atomic, exact under any number of concurrent callers (one UPDATE with a
+-- relative increment; row lock serialises them).
+CREATE OR REPLACE FUNCTION public.increment_embedding_job_progress(job_id uuid, increment_count integer)
+RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+  UPDATE public.embedding_jobs
+     SET items_processed = items_processed + increment_count, heartbeat_at = now()
+   WHERE id = job_id
+$$;
+
+-- One batch's worth of counters and the heartbeat, atomically; returns the job so the caller knows
+-- total and remaining without counting anything.
+CREATE OR REPLACE FUNCTION public.embedding_job_record_batch(
+  p_job uuid,
+  p_processed integer DEFAULT 0,
+  p_failed integer DEFAULT 0,
+  p_skipped integer DEFAULT 0,
+  p_tokens bigint DEFAULT 0,
+  p_requests integer DEFAULT 0
+) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE j public.embedding_jobs;
+BEGIN
+  UPDATE public.embedding_jobs
+     SET items_processed = items_processed + coalesce(p_processed, 0),
+         items_failed = items_failed + coalesce(p_failed, 0),
+         items_skipped = items_skipped + coalesce(p_skipped, 0),
+         tokens = tokens + coalesce(p_tokens, 0), requests = requests + coalesce(p_requests, 0),
+         heartbeat_at = now()
+   WHERE id = p_job RETURNING * INTO j;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'unknown job %', p_job USING ERRCODE = 'P0002';
+  END IF;
+  RETURN public.embedding_job_json(j);
+END $$;
+
+CREATE OR REPLACE FUNCTION public.embedding_job_get(p_job uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE j public.embedding_jobs;
+BEGIN
+  SELECT * INTO j FROM public.embedding_jobs WHERE id = p_job;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'unknown job %', p_job USING ERRCODE = 'P0002', HINT = 'embeddings status lists jobs';
+  END IF;
+  RETURN public.embedding_job_json(j);
+END $$;
+
+-- Finishes a job. A job already in a final state keeps it (a late failure handler cannot turn a
+-- cancelled job into failed), except that p_force lets cancel win over running.
+CREATE OR REPLACE FUNCTION public.embedding_job_finish(
+  p_job uuid,
+  p_status text,
+  p_error text DEFAULT NULL
+) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE j public.embedding_jobs;
+BEGIN
+  IF p_status NOT IN ('completed', 'failed', 'cancelled') THEN
+    RAISE EXCEPTION 'invalid final job status "%"', p_status USING ERRCODE = '22023', HINT = 'completed, failed or cancelled';
+  END IF;
+  UPDATE public.embedding_jobs
+     SET status = p_status, finished_at = now(), heartbeat_at = now(),
+         last_error = coalesce(left(p_error, 4000), last_error)
+   WHERE id = p_job AND status IN ('pending', 'running')
+  RETURNING * INTO j;
+  IF NOT FOUND THEN
+    SELECT * INTO j FROM public.embedding_jobs WHERE id = p_job;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'unknown job %', p_job USING ERRCODE = 'P0002';
+    END IF;
+  END IF;
+  RETURN public.embedding_job_json(j);
+END $$;
+
+-- Jobs whose heartbeat is older than the threshold are marked failed with a reason: no job is ever
+-- left "running" forever (the 000 and 003 reports).
+CREATE OR REPLACE FUNCTION public.embedding_jobs_expire(p_stale_seconds integer DEFAULT 900)
+RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE v_ids jsonb;
+BEGIN
+  WITH upd AS (
+    UPDATE public.embedding_jobs
+       SET status = 'failed', finished_at = now(),
+           last_error = format('no heartbeat for %s seconds: the worker stopped (crash, deploy or timeout); run the backfill again to resume', p_stale_seconds)
+     WHERE status IN ('running', 'pending') AND coalesce(heartbeat_at, created_at) < now() - make_interval(secs => p_stale_seconds)
+    RETURNING id
+  ) SELECT coalesce(jsonb_agg(id), '[]'::jsonb) INTO v_ids FROM upd;
+  RETURN jsonb_build_object('expired', v_ids);
+END $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- API: status
+-- ---------------------------------------------------------------------------------------------
+
+-- Per target: state counts from the (target_id, status) index, rows embedded in the source, and the
+-- silent-failure mismatch of the 001 report: rows whose state says completed while the source's
+-- embedding column is NULL. Plus the latest jobs.
+CREATE OR REPLACE FUNCTION public.embedding_status(p_target text DEFAULT NULL, p_jobs integer DEFAULT 5)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  t public.embedding_targets;
+  v_out jsonb := '[]'::jsonb;
+  v_counts jsonb;
+  v_src jsonb;
+BEGIN
+  FOR t IN SELECT * FROM public.embedding_targets WHERE p_target IS NULL OR name = p_target ORDER BY name LOOP
+    SELECT jsonb_build_object(
+        'tracked', count(*),
+        'pending', count(*) FILTER (WHERE status = 'pending'),
+        'processing', count(*) FILTER (WHERE status = 'processing'),
+        'completed', count(*) FILTER (WHERE status = 'completed'),
+        'failed', count(*) FILTER (WHERE status = 'failed'),
+        'deadLetter', count(*) FILTER (WHERE status = 'dead_letter'))
+      INTO v_counts FROM public.embedding_items WHERE target_id = t.id;
+    EXECUTE format($q$
+      SELECT jsonb_build_object(
+        'total', count(*),
+        'embedded', count(*) FILTER (WHERE s.%1$I IS NOT NULL),
+        'completedButNull', count(*) FILTER (WHERE s.%1$I IS NULL AND EXISTS (
+            SELECT 1 FROM public.embedding_items i WHERE i.target_id = $1 AND i.row_id = s.%2$I::text AND i.status = 'completed')))
+        FROM %3$I.%4$I AS s
+    $q$, t.embedding_column, t.id_column, t.schema_name, t.table_name)
+    INTO v_src USING t.id;
+    v_out := v_out || jsonb_build_array(jsonb_build_object(
+      'target', t.name, 'table', format('%I.%I', t.schema_name, t.table_name), 'provider', t.provider,
+      'model', t.model, 'dimensions', t.dimensions,
+      'total', (v_src ->> 'total')::bigint, 'embedded', (v_src ->> 'embedded')::bigint,
+      'coverage', CASE WHEN (v_src ->> 'total')::bigint = 0 THEN 100
+                       ELSE round(100.0 * (v_src ->> 'embedded')::bigint / (v_src ->> 'total')::bigint, 2) END,
+      'untracked', greatest((v_src ->> 'total')::bigint - (v_counts ->> 'tracked')::bigint, 0),
+      'completedButNull', (v_src ->> 'completedButNull')::bigint,
+      'nextRetryAt', (SELECT min(next_retry_at) FROM public.embedding_items WHERE target_id = t.id AND status = 'failed'),
+      'jobs', (SELECT coalesce(jsonb_agg(public.embedding_job_json(j) ORDER BY j.created_at DESC), '[]'::jsonb)
+                 FROM (SELECT * FROM public.embedding_jobs WHERE target_id = t.id ORDER BY created_at DESC LIMIT p_jobs) j)
+    ) || v_counts);
+  END LOOP;
+  IF p_target IS NOT NULL AND jsonb_array_length(v_out) = 0 THEN
+    PERFORM public.embedding_target_row(p_target);
+  END IF;
+  RETURN v_out;
+END $$;
+
+CREATE OR REPLACE FUNCTION public.embedding_schema_version()
+RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+  SELECT jsonb_build_object('version', (SELECT max(version) FROM public.embedding_schema_migrations),
+    'vector', EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector'),
+    'server', current_setting('server_version'))
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Privileges: nothing for PUBLIC, anon or authenticated; the service role (Supabase) may call the API.
+-- ---------------------------------------------------------------------------------------------
+DO $$
+DECLARE
+  f record;
+  r text;
+BEGIN
+  FOR f IN
+    SELECT p.oid::regprocedure AS sig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = 'public' AND (p.proname LIKE 'embedding\_%' OR p.proname = 'increment_embedding_job_progress')
+  LOOP
+    EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.sig);
+    FOREACH r IN ARRAY ARRAY['anon', 'authenticated'] LOOP
+      IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM %I', f.sig, r);
+      END IF;
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+      EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO service_role', f.sig);
+    END IF;
+  END LOOP;
+  FOREACH r IN ARRAY ARRAY['anon', 'authenticated'] LOOP
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+      EXECUTE format('REVOKE ALL ON public.embedding_targets, public.embedding_items, public.embedding_jobs, public.embedding_schema_migrations FROM %I', r);
+    END IF;
+  END LOOP;
+END $$;
+
+INSERT INTO public.embedding_schema_migrations (version, name) VALUES ('20261123010000', 'embedding_core')
+ON CONFLICT (version) DO NOTHING;
