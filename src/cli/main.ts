@@ -10,6 +10,7 @@ import { LOCAL_MODEL } from "../lib/providers/local.js";
 import { type RunProgress, type RunSummary, runTarget } from "../lib/runner.js";
 import { classifyExit, EXIT } from "./errors.js";
 import { formatStatus } from "./format.js";
+import { registerOpsCommands } from "./ops-commands.js";
 
 /**
  * The `embeddings` CLI. Every verb opens the configured database (DATABASE_URL, SUPABASE_URL or the
@@ -33,7 +34,7 @@ const columnList = (value: string) => {
   return cols;
 };
 
-async function withContext<T>(fn: (ctx: AppContext) => Promise<T>, env?: Record<string, string | undefined>): Promise<T> {
+export async function withContext<T>(fn: (ctx: AppContext) => Promise<T>, env?: Record<string, string | undefined>): Promise<T> {
   const config: Config = loadConfig(env);
   const ctx = await openContext(config);
   try {
@@ -43,11 +44,11 @@ async function withContext<T>(fn: (ctx: AppContext) => Promise<T>, env?: Record<
   }
 }
 
-function print(json: boolean, value: unknown, text: () => string): void {
+export function print(json: boolean, value: unknown, text: () => string): void {
   process.stdout.write(`${json ? JSON.stringify(value, null, 2) : text()}\n`);
 }
 
-function fail(err: unknown): never {
+export function fail(err: unknown): never {
   const { code, message } = classifyExit(err);
   process.stderr.write(`error: ${message}\n`);
   process.exit(code);
@@ -84,7 +85,7 @@ function progressReporter(json: boolean) {
   };
 }
 
-async function runWithSignals(
+export async function runWithSignals(
   ctx: AppContext,
   options: { target: string; batchSize: number; parallelism: number; reembed: boolean; json: boolean },
 ): Promise<RunSummary> {
@@ -119,7 +120,7 @@ async function runWithSignals(
   }
 }
 
-function summaryLine(s: RunSummary): string {
+export function summaryLine(s: RunSummary): string {
   const secs = s.elapsedMs / 1000;
   const rate = secs > 0 ? s.job.itemsProcessed / secs : 0;
   return [
@@ -342,6 +343,7 @@ Exit codes: 0 ok, 1 the job failed, 2 bad input, 3 configuration problem (key, m
       }
     });
 
+  registerOpsCommands(program, { withContext, print, fail, runWithSignals, summaryLine });
   return program;
 }
 

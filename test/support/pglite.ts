@@ -45,7 +45,8 @@ async function loadTemplate(migrationsDir: string): Promise<Blob> {
 
 async function templateKey(migrationsDir: string): Promise<string> {
   const hash = createHash("sha256");
-  for (const pkg of ["@electric-sql/pglite", "@electric-sql/pglite-pgvector"]) hash.update(`${await packageVersion(pkg)}\n`);
+  for (const pkg of ["@electric-sql/pglite", "@electric-sql/pglite-pgvector"])
+    hash.update(`${await packageVersion(pkg)}\n`);
   for (const m of await loadMigrations(migrationsDir)) hash.update(`${m.version}_${m.name}\n${m.sql}\n`);
   return hash.digest("hex").slice(0, 16);
 }
@@ -68,6 +69,7 @@ async function packageVersion(name: string): Promise<string> {
 async function removeOtherTemplates(keep: string): Promise<void> {
   for (const entry of await readdir(tmpdir())) {
     const path = join(tmpdir(), entry);
-    if (entry.startsWith(CACHE_PREFIX) && entry.endsWith(".tar") && path !== keep) await rm(path, { force: true });
+    if (entry.startsWith(CACHE_PREFIX) && entry.endsWith(".tar") && path !== keep)
+      await rm(path, { force: true });
   }
 }

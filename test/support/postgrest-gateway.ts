@@ -79,14 +79,20 @@ export async function startPostgrestGateway(options: PostgrestGatewayOptions): P
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? "/", "http://gateway");
-    const match = /^\/rest\/v1\/rpc\/([^/]+)$/.exec(url.pathname);
-    if (!match) return send(res, 404, pgrstError("PGRST125", `Invalid path specified in request URL`));
+    // The API gateway checks the key before PostgREST sees the request.
     const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization ?? "")?.[1];
     if (!keyMatches(header(req, "apikey")) || !keyMatches(bearer)) {
-      return send(res, 401, pgrstError("PGRST301", "Invalid API key", null, "Double check your service_role key."));
+      return send(
+        res,
+        401,
+        pgrstError("PGRST301", "Invalid API key", null, "Double check your service_role key."),
+      );
     }
-    if (req.method !== "POST") return send(res, 405, pgrstError("PGRST117", `Unsupported HTTP method: ${req.method}`));
+    const url = new URL(req.url ?? "/", "http://gateway");
+    const match = /^\/rest\/v1\/rpc\/([^/]+)$/.exec(url.pathname);
+    if (!match) return send(res, 404, pgrstError("PGRST125", "Invalid path specified in request URL"));
+    if (req.method !== "POST")
+      return send(res, 405, pgrstError("PGRST117", `Unsupported HTTP method: ${req.method}`));
     const profile = header(req, "content-profile");
     if (profile !== undefined && profile !== "public") {
       return send(res, 406, pgrstError("PGRST106", "The schema must be one of the following: public"));
@@ -134,10 +140,10 @@ async function functionExists(db: SqlAdmin, fn: string, names: string[]): Promis
        SELECT 1
          FROM pg_proc p
          CROSS JOIN LATERAL (
-           SELECT coalesce(array_agg(a.name) FILTER (WHERE a.mode IN ('i', 'b') OR a.mode IS NULL), '{}') AS inputs,
-                  coalesce(array_agg(a.name) FILTER (WHERE (a.mode IN ('i', 'b') OR a.mode IS NULL)
-                                                      AND a.ord <= p.pronargs - p.pronargdefaults), '{}') AS required
-             FROM unnest(p.proargnames, coalesce(p.proargmodes, array_fill('i'::"char", ARRAY[cardinality(p.proargnames)])))
+           SELECT coalesce(array_agg(a.name) FILTER (WHERE a.mode IN ('i', 'b', 'v')), '{}') AS inputs,
+                  coalesce(array_agg(a.name) FILTER (WHERE a.mode IN ('i', 'b', 'v')
+                                                       AND a.ord <= p.pronargs - p.pronargdefaults), '{}') AS required
+             FROM unnest(p.proargnames, coalesce(p.proargmodes::text[], array_fill('i'::text, ARRAY[coalesce(cardinality(p.proargnames), 0)])))
                   WITH ORDINALITY AS a(name, mode, ord)
          ) sig
         WHERE p.pronamespace = 'public'::regnamespace
@@ -190,7 +196,12 @@ export function statusFor(code: string): number {
   return byClass[code.slice(0, 2)] ?? 400;
 }
 
-function pgrstError(code: string, message: string, details: string | null = null, hint: string | null = null): PgrstError {
+function pgrstError(
+  code: string,
+  message: string,
+  details: string | null = null,
+  hint: string | null = null,
+): PgrstError {
   return { code, message, details, hint };
 }
 

@@ -56,7 +56,7 @@ function wrap(db: PGlite): PGliteApi {
     kind: "pglite",
     pglite: db,
 
-    call<T = unknown>(fn: string, args: Record<string, ApiArg | undefined>): Promise<T> {
+    async call<T = unknown>(fn: string, args: Record<string, ApiArg | undefined>): Promise<T> {
       const { sql, values } = buildCall(fn, args);
       return serial(async () => {
         try {

@@ -45,7 +45,10 @@ export function assertIdentifier(kind: "function" | "argument", name: string): v
  * `SELECT public.fn(a => $1, b => $2) AS result` plus the encoded values. Arguments set to
  * `undefined` are left out so the function's SQL default applies (as JSON.stringify does for rpc).
  */
-export function buildCall(fn: string, args: Record<string, ApiArg | undefined>): { sql: string; values: unknown[] } {
+export function buildCall(
+  fn: string,
+  args: Record<string, ApiArg | undefined>,
+): { sql: string; values: unknown[] } {
   assertIdentifier("function", fn);
   const named: string[] = [];
   const values: unknown[] = [];
@@ -91,7 +94,14 @@ function arrayElement(value: unknown): string {
   return `"${String(text).replace(/[\\"]/g, "\\$&")}"`;
 }
 
-const CONNECTION_ERRNOS = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EAI_AGAIN", "EHOSTUNREACH"]);
+const CONNECTION_ERRNOS = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+]);
 const CONNECTION_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|not queryable/i;
 
 /**
@@ -128,7 +138,8 @@ const typeParsers = {
   getTypeParser: (oid: number, format?: "text" | "binary"): TextParser => {
     if (format !== "binary") {
       if (oid === INT8) return parseInt8;
-      if (oid === INT8_ARRAY) return (text) => parseInt8Array(text).map((v) => (v === null ? null : parseInt8(v)));
+      if (oid === INT8_ARRAY)
+        return (text) => parseInt8Array(text).map((v) => (v === null ? null : parseInt8(v)));
     }
     return defaultParser(oid, format);
   },

