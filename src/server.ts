@@ -27,7 +27,9 @@ const { app } = buildApp({ config, context: getContext, providerFor: (t) => prov
 await getContext();
 
 const server = serve({ fetch: app.fetch, port: config.PORT }, (info) => {
-  process.stdout.write(`embeddings-sync listening on http://localhost:${info.port} (Inngest endpoint /api/inngest)\n`);
+  process.stdout.write(
+    `embeddings-sync listening on http://localhost:${info.port} (Inngest endpoint /api/inngest)\n`,
+  );
 });
 
 const shutdown = () => {

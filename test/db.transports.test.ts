@@ -27,6 +27,8 @@ RETURNS jsonb LANGUAGE sql AS $$
     'n', p_n, 'obj', p_obj, 'obj_type', jsonb_typeof(p_obj), 'nums', to_jsonb(p_nums),
     'flag', p_flag, 'label', p_label)
 $$;
+CREATE FUNCTION public.transport_keywords("limit" integer, "order" text)
+RETURNS jsonb LANGUAGE sql AS $$ SELECT jsonb_build_object('limit', "limit", 'order', "order") $$;
 CREATE FUNCTION public.transport_null() RETURNS jsonb LANGUAGE sql AS $$ SELECT NULL::jsonb $$;
 CREATE FUNCTION public.transport_fail(p_code text) RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
@@ -136,6 +138,15 @@ describe("the same SQL API call", () => {
     });
     expect(results.supabase).toEqual(results.postgres);
     expect(results.pglite).toEqual(results.postgres);
+  });
+
+  it("accepts argument names that are SQL keywords", async () => {
+    const results = await onEach((api) => api.call("transport_keywords", { limit: 5, order: "desc" }));
+    expect(results).toEqual({
+      postgres: { limit: 5, order: "desc" },
+      supabase: { limit: 5, order: "desc" },
+      pglite: { limit: 5, order: "desc" },
+    });
   });
 
   it("resolves a NULL jsonb result to null", async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_LIMITS } from "../src/functions/deps.js";
 import { backfillCancelled, backfillRequested } from "../src/functions/events.js";
 import { INNGEST_MAX_EVENTS_PER_SEND, INNGEST_MAX_STEPS, planBackfill } from "../src/functions/plan.js";
-import { DEFAULT_LIMITS } from "../src/functions/deps.js";
 import { TransientError } from "../src/lib/errors.js";
 import type { EmbeddingProvider } from "../src/lib/provider.js";
 import { createTestApp } from "./support/app.js";
@@ -33,7 +33,10 @@ async function table(name: string, rows: number) {
 }
 
 /** Wraps the real provider: fails the first `failures` calls (or all, while `down()` says so). */
-function flaky(real: EmbeddingProvider, state: { failures: number; calls: number; down?: () => boolean }): EmbeddingProvider {
+function flaky(
+  real: EmbeddingProvider,
+  state: { failures: number; calls: number; down?: () => boolean },
+): EmbeddingProvider {
   return {
     name: real.name,
     model: real.model,
@@ -54,33 +57,52 @@ function flaky(real: EmbeddingProvider, state: { failures: number; calls: number
 describe("embeddings-backfill", () => {
   it("backfills a few thousand rows through fanned-out lanes with exact progress", async () => {
     const { harness, store } = await table("bf_docs", 3000);
-    await harness.send(backfillRequested.create({ target: "bf_docs", batchSize: 50, parallelism: 3 }, { id: "req-1" }));
+    await harness.send(
+      backfillRequested.create({ target: "bf_docs", batchSize: 50, parallelism: 3 }, { id: "req-1" }),
+    );
     const runs = await harness.runUntilIdle({ maxCalls: 5000 });
     expect(runs.filter((r) => r.status !== "completed")).toEqual([]);
     const coordinator = runs.find((r) => r.fnId === "embeddings-backfill")!;
     const jobId = (coordinator.output as { jobId: string }).jobId;
     const job = await store.getJob(jobId);
-    expect(job).toMatchObject({ status: "completed", itemsTotal: 3000, itemsProcessed: 3000, itemsFailed: 0 });
+    expect(job).toMatchObject({
+      status: "completed",
+      itemsTotal: 3000,
+      itemsProcessed: 3000,
+      itemsFailed: 0,
+    });
     expect(await scalar(db, "SELECT count(*)::int FROM bf_docs WHERE embedding IS NOT NULL")).toBe(3000);
     expect(runs.filter((r) => r.fnId === "embeddings-backfill-worker")).toHaveLength(3);
     // Steps return counts, never rows or vectors.
-    const biggest = Math.max(...runs.flatMap((r) => r.steps.map((s) => JSON.stringify(s.data ?? null).length)));
+    const biggest = Math.max(
+      ...runs.flatMap((r) => r.steps.map((s) => JSON.stringify(s.data ?? null).length)),
+    );
     expect(biggest).toBeLessThan(1000);
   });
 
   it("a replay of a completed run does no duplicate work", async () => {
     const { harness, store } = await table("replay_docs", 200);
-    await harness.send(backfillRequested.create({ target: "replay_docs", batchSize: 50 }, { id: "req-replay" }));
+    await harness.send(
+      backfillRequested.create({ target: "replay_docs", batchSize: 50 }, { id: "req-replay" }),
+    );
     const [first] = await harness.runUntilIdle();
     const jobId = (first!.output as { jobId: string }).jobId;
     const before = await store.getJob(jobId);
     // A duplicate event (same id) starts nothing; a dashboard replay finds the same, finished job.
-    await harness.send(backfillRequested.create({ target: "replay_docs", batchSize: 50 }, { id: "req-replay" }));
+    await harness.send(
+      backfillRequested.create({ target: "replay_docs", batchSize: 50 }, { id: "req-replay" }),
+    );
     const replayId = harness.replay(first!.runId);
     await harness.runUntilIdle();
-    expect(harness.run(replayId)).toMatchObject({ status: "completed", output: { jobId, status: "completed" } });
+    expect(harness.run(replayId)).toMatchObject({
+      status: "completed",
+      output: { jobId, status: "completed" },
+    });
     expect(harness.runs("embeddings-backfill")).toHaveLength(2);
-    expect(await store.getJob(jobId)).toMatchObject({ itemsProcessed: before.itemsProcessed, tokens: before.tokens });
+    expect(await store.getJob(jobId)).toMatchObject({
+      itemsProcessed: before.itemsProcessed,
+      tokens: before.tokens,
+    });
   });
 
   it("rides out a step failing twice, then succeeding", async () => {
@@ -105,7 +127,9 @@ describe("embeddings-backfill", () => {
     // First 2 batches succeed, then the provider goes down for good.
     let batches = 0;
     state.down = () => ++batches > 2;
-    await harness.send(backfillRequested.create({ target: "outage_docs", batchSize: 20, parallelism: 1 }, { id: "outage-1" }));
+    await harness.send(
+      backfillRequested.create({ target: "outage_docs", batchSize: 20, parallelism: 1 }, { id: "outage-1" }),
+    );
     const runs = await harness.runUntilIdle();
     const worker = runs.find((r) => r.fnId === "embeddings-backfill-worker")!;
     expect(worker.status).toBe("failed");
@@ -118,10 +142,20 @@ describe("embeddings-backfill", () => {
 
     down = false;
     state.down = () => false;
-    await harness.send(backfillRequested.create({ target: "outage_docs", batchSize: 20, parallelism: 1 }, { id: "outage-2" }));
+    await harness.send(
+      backfillRequested.create({ target: "outage_docs", batchSize: 20, parallelism: 1 }, { id: "outage-2" }),
+    );
     const again = await harness.runUntilIdle();
-    const second = (again.find((r) => r.fnId === "embeddings-backfill" && r.event.id === "outage-2")!.output as { jobId: string }).jobId;
-    expect(await store.getJob(second)).toMatchObject({ status: "completed", itemsTotal: 80, itemsProcessed: 80 });
+    const second = (
+      again.find((r) => r.fnId === "embeddings-backfill" && r.event.id === "outage-2")!.output as {
+        jobId: string;
+      }
+    ).jobId;
+    expect(await store.getJob(second)).toMatchObject({
+      status: "completed",
+      itemsTotal: 80,
+      itemsProcessed: 80,
+    });
     expect(await scalar(db, "SELECT count(*)::int FROM outage_docs WHERE embedding IS NOT NULL")).toBe(120);
   });
 
@@ -131,7 +165,9 @@ describe("embeddings-backfill", () => {
     const { harness, store } = createTestApp(db, { providerFor: (_t, real) => flaky(real(), state) });
     await registerDocuments(store, { name: "cancel_docs", table: "cancel_docs" });
     const jobId = "7d1f7c5e-4a7f-4d7e-9a51-1f0d6f1f2c3b";
-    await harness.send(backfillRequested.create({ target: "cancel_docs", jobId, batchSize: 20, parallelism: 2 }));
+    await harness.send(
+      backfillRequested.create({ target: "cancel_docs", jobId, batchSize: 20, parallelism: 2 }),
+    );
     await expect(harness.runUntilIdle({ maxCalls: 20 })).rejects.toThrow(/maxCalls/);
     const callsBefore = state.calls;
     expect(callsBefore).toBeGreaterThan(0);
@@ -139,7 +175,9 @@ describe("embeddings-backfill", () => {
     await store.finishJob(jobId, "cancelled", "cancelled by test");
     await harness.send(backfillCancelled.create({ jobId }));
     const runs = await harness.runUntilIdle();
-    expect(runs.filter((r) => r.fnId === "embeddings-backfill-worker").every((r) => r.status === "cancelled")).toBe(true);
+    expect(
+      runs.filter((r) => r.fnId === "embeddings-backfill-worker").every((r) => r.status === "cancelled"),
+    ).toBe(true);
     expect(state.calls).toBe(callsBefore);
     expect(await store.getJob(jobId)).toMatchObject({ status: "cancelled" });
     const [s] = await store.status("cancel_docs");
@@ -149,7 +187,10 @@ describe("embeddings-backfill", () => {
 
   it("a malformed event fails at once naming the bad field, writing nothing", async () => {
     const { harness, store } = await table("malformed_docs", 5);
-    await harness.send({ name: "embeddings/backfill.requested", data: { target: "Bad Name!", batchSize: 0 } });
+    await harness.send({
+      name: "embeddings/backfill.requested",
+      data: { target: "Bad Name!", batchSize: 0 },
+    });
     const runs = await harness.runUntilIdle();
     const run = runs.find((r) => r.fnId === "embeddings-backfill")!;
     expect(run.status).toBe("failed");
@@ -176,16 +217,30 @@ describe("embeddings-backfill", () => {
     expect(run!.status).toBe("failed");
     expect(run!.steps.find((s) => s.id === "preflight")?.attempts).toBe(1);
     const [s] = await store.status("preflight_docs");
-    expect(s!.jobs[0]).toMatchObject({ status: "failed", lastError: expect.stringContaining("OPENAI_API_KEY is not set") });
+    expect(s!.jobs[0]).toMatchObject({
+      status: "failed",
+      lastError: expect.stringContaining("OPENAI_API_KEY is not set"),
+    });
     expect(s!.processing + s!.completed).toBe(0);
   });
 
   it("refuses an unsigned request in production mode", async () => {
     const signingKey = `signkey-prod-${"ab".repeat(32)}`;
-    const { harness } = createTestApp(db, { env: { INNGEST_DEV: undefined, INNGEST_SIGNING_KEY: signingKey }, signingKey });
-    const signed = await harness.rawCall({ fnId: "embeddings-sweep", sign: true, event: { name: "inngest/scheduled.timer", data: {} } });
+    const { harness } = createTestApp(db, {
+      env: { INNGEST_DEV: undefined, INNGEST_SIGNING_KEY: signingKey },
+      signingKey,
+    });
+    const signed = await harness.rawCall({
+      fnId: "embeddings-sweep",
+      sign: true,
+      event: { name: "inngest/scheduled.timer", data: {} },
+    });
     expect(signed.status).not.toBe(401);
-    const unsigned = await harness.rawCall({ fnId: "embeddings-sweep", sign: false, event: { name: "inngest/scheduled.timer", data: {} } });
+    const unsigned = await harness.rawCall({
+      fnId: "embeddings-sweep",
+      sign: false,
+      event: { name: "inngest/scheduled.timer", data: {} },
+    });
     expect(unsigned.status).toBe(401);
   });
 });

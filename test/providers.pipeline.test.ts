@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../src/lib/config.js";
+import { estimateCostUsd } from "../src/lib/cost.js";
 import type { PGliteApi } from "../src/lib/db/pglite.js";
 import { TargetConfigError } from "../src/lib/errors.js";
 import { processBatch } from "../src/lib/pipeline.js";
@@ -7,8 +8,7 @@ import { preflight } from "../src/lib/preflight.js";
 import { providerForTarget } from "../src/lib/providers/index.js";
 import { runTarget } from "../src/lib/runner.js";
 import { EmbeddingStore, type Target } from "../src/lib/store.js";
-import { estimateCostUsd } from "../src/lib/cost.js";
-import { fakeVector, type FakeOpenAI, startFakeOpenAI } from "./support/fake-openai.js";
+import { type FakeOpenAI, fakeVector, startFakeOpenAI } from "./support/fake-openai.js";
 import { createDocuments, scalar } from "./support/fixtures.js";
 import { createTestPGlite } from "./support/pglite.js";
 
@@ -36,7 +36,11 @@ function config(env: Record<string, string> = {}) {
   return loadConfig({ OPENAI_API_KEY: KEY, OPENAI_BASE_URL: fake.url, OPENAI_TIMEOUT_MS: "2000", ...env });
 }
 
-async function target(name: string, rows: number, options: { dimensions?: number; column?: string } = {}): Promise<Target> {
+async function target(
+  name: string,
+  rows: number,
+  options: { dimensions?: number; column?: string } = {},
+): Promise<Target> {
   await createDocuments(db, { table: name, rows, embeddingType: options.column ?? "vector(384)" });
   const t = await store.registerTarget({
     name,
@@ -56,13 +60,20 @@ describe("OpenAI through the pipeline", () => {
   it("embeds into vector(384) exactly what the model returns for each row", async () => {
     const t = await target("oa_docs", 30);
     fake.resetStats();
-    const r = await processBatch({ store, provider: providerForTarget(t, config()) }, { target: t, workerId: "w", batchSize: 30 });
+    const r = await processBatch(
+      { store, provider: providerForTarget(t, config()) },
+      { target: t, workerId: "w", batchSize: 30 },
+    );
     expect(r).toMatchObject({ processed: 30, failed: 0, requests: 1 });
-    const row = (await db.query<{ title: string; body: string; e: string }>("SELECT title, body, embedding::text AS e FROM oa_docs WHERE id = 7"))[0]!;
+    const row = (
+      await db.query<{ title: string; body: string; e: string }>(
+        "SELECT title, body, embedding::text AS e FROM oa_docs WHERE id = 7",
+      )
+    )[0]!;
     const expected = fakeVector("text-embedding-3-small", `${row.title}\n\n${row.body}`, 384);
     const stored = row.e.slice(1, -1).split(",").map(Number);
     expect(stored).toHaveLength(384);
-    stored.forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 6));
+    for (const [i, v] of stored.entries()) expect(v).toBeCloseTo(expected[i]!, 6);
   });
 
   it("rides out a 429 burst with no row lost and no row failed", async () => {
@@ -71,7 +82,13 @@ describe("OpenAI through the pipeline", () => {
     fake.setBehavior({ requestsPerMinute: 600, burstMs: 100 });
     try {
       const summary = await runTarget(
-        { store, provider: providerForTarget(await store.getTarget("burst_docs"), config({ OPENAI_MAX_RETRIES: "0" })) },
+        {
+          store,
+          provider: providerForTarget(
+            await store.getTarget("burst_docs"),
+            config({ OPENAI_MAX_RETRIES: "0" }),
+          ),
+        },
         { target: "burst_docs", batchSize: 10, parallelism: 4, retries: 20 },
       );
       expect(summary.job).toMatchObject({ status: "completed", itemsProcessed: 200, itemsFailed: 0 });
@@ -86,7 +103,10 @@ describe("OpenAI through the pipeline", () => {
     const t = await target("poison_oa", 12);
     await db.exec("UPDATE poison_oa SET body = 'contains POISON marker' WHERE id = 5");
     fake.setBehavior({ poisonMarker: "POISON" });
-    const r = await processBatch({ store, provider: providerForTarget(t, config()) }, { target: t, workerId: "w", batchSize: 12 });
+    const r = await processBatch(
+      { store, provider: providerForTarget(t, config()) },
+      { target: t, workerId: "w", batchSize: 12 },
+    );
     expect(r).toMatchObject({ processed: 11, failed: 1 });
     const dead = await store.deadLetters("poison_oa");
     expect(dead).toHaveLength(1);
@@ -96,7 +116,9 @@ describe("OpenAI through the pipeline", () => {
   it("an auth failure stops the target with a clear message, writes nothing and keeps no lease", async () => {
     const t = await target("auth_docs", 5);
     const provider = providerForTarget(t, config({ OPENAI_API_KEY: "sk-wrong-key-0000000000000000000000" }));
-    const err = await processBatch({ store, provider }, { target: t, workerId: "w", batchSize: 5 }).catch((e: unknown) => e);
+    const err = await processBatch({ store, provider }, { target: t, workerId: "w", batchSize: 5 }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(TargetConfigError);
     expect(String((err as Error).message)).not.toContain("sk-wrong-key");
     expect((err as Error).message).toMatch(/OPENAI_API_KEY|key/i);
@@ -152,13 +174,19 @@ describe("OpenAI through the pipeline", () => {
     const job = await store.createJob("tokens_docs", "run", null);
     await store.startJob(job.id);
     fake.resetStats();
-    const r = await processBatch({ store, provider: providerForTarget(t, config()) }, { target: t, workerId: "w", batchSize: 10, jobId: job.id });
+    const r = await processBatch(
+      { store, provider: providerForTarget(t, config()) },
+      { target: t, workerId: "w", batchSize: 10, jobId: job.id },
+    );
     expect(r).toMatchObject({ processed: 5, truncated: 1 });
     expect(fake.stats.inputs).toBe(2);
     expect(await scalar(db, "SELECT count(*)::int FROM embedding_items WHERE truncated")).toBe(1);
     const after = await store.getJob(job.id);
     expect(after.tokens).toBe(fake.stats.tokens);
     expect(after.tokens).toBeGreaterThan(8191);
-    expect(estimateCostUsd("text-embedding-3-small", after.tokens, {})).toBeCloseTo((after.tokens / 1_000_000) * 0.02, 10);
+    expect(estimateCostUsd("text-embedding-3-small", after.tokens, {})).toBeCloseTo(
+      (after.tokens / 1_000_000) * 0.02,
+      10,
+    );
   });
 });

@@ -6,7 +6,8 @@ export function bar(percent: number, width = 30): string {
 }
 
 export function formatStatus(statuses: TargetStatus[]): string {
-  if (statuses.length === 0) return "No targets registered. Add one with: embeddings targets add <name> --table ... (see --help)";
+  if (statuses.length === 0)
+    return "No targets registered. Add one with: embeddings targets add <name> --table ... (see --help)";
   const lines: string[] = [];
   for (const s of statuses) {
     lines.push(`${s.target}  ${s.table}  ${s.provider}/${s.model} (${s.dimensions} dims)`);
@@ -15,7 +16,9 @@ export function formatStatus(statuses: TargetStatus[]): string {
       `  rows      pending ${s.pending}  processing ${s.processing}  completed ${s.completed}  failed ${s.failed}  dead_letter ${s.deadLetter}  untracked ${s.untracked}`,
     );
     if (s.completedButNull > 0) {
-      lines.push(`  WARNING   ${s.completedButNull} rows are marked completed but their embedding is NULL (run: embeddings retry ${s.target} --completed)`);
+      lines.push(
+        `  WARNING   ${s.completedButNull} rows are marked completed but their embedding is NULL (run: embeddings retry ${s.target} --completed)`,
+      );
     }
     for (const j of s.jobs.slice(0, 3)) {
       const done = j.itemsProcessed + j.itemsFailed + j.itemsSkipped;

@@ -17,24 +17,30 @@ import { registerOpsCommands } from "./ops-commands.js";
  * embedded PGlite under EMBEDDINGS_DATA_DIR), does one thing, and exits with a documented code.
  */
 
-const positiveInt = (name: string, max = 1_000_000) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > max) {
-    throw new InvalidArgumentError(`${name} must be a whole number from 1 to ${max}`);
-  }
-  return n;
-};
+const positiveInt =
+  (name: string, max = 1_000_000) =>
+  (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > max) {
+      throw new InvalidArgumentError(`${name} must be a whole number from 1 to ${max}`);
+    }
+    return n;
+  };
 
 const columnList = (value: string) => {
   const cols = value
     .split(",")
     .map((c) => c.trim())
     .filter(Boolean);
-  if (cols.length === 0) throw new InvalidArgumentError("give at least one column, e.g. --content title,body");
+  if (cols.length === 0)
+    throw new InvalidArgumentError("give at least one column, e.g. --content title,body");
   return cols;
 };
 
-export async function withContext<T>(fn: (ctx: AppContext) => Promise<T>, env?: Record<string, string | undefined>): Promise<T> {
+export async function withContext<T>(
+  fn: (ctx: AppContext) => Promise<T>,
+  env?: Record<string, string | undefined>,
+): Promise<T> {
   const config: Config = loadConfig(env);
   const ctx = await openContext(config);
   try {
@@ -66,7 +72,8 @@ function progressReporter(json: boolean) {
       if (tty) {
         if (!barUi) {
           barUi = new SingleBar({
-            format: " {bar} {percentage}% | {value}/{total} rows | {rate} rows/s | ETA {eta_formatted} | failed {failed}",
+            format:
+              " {bar} {percentage}% | {value}/{total} rows | {rate} rows/s | ETA {eta_formatted} | failed {failed}",
             stream: process.stderr,
             hideCursor: true,
           });
@@ -76,7 +83,9 @@ function progressReporter(json: boolean) {
         barUi.update(done, { rate: rate.toFixed(0), failed: p.job.itemsFailed });
       } else if (!json && Date.now() - lastLine > 5000) {
         lastLine = Date.now();
-        process.stderr.write(`progress ${done}/${p.job.itemsTotal} rows, ${rate.toFixed(0)} rows/s, failed ${p.job.itemsFailed}\n`);
+        process.stderr.write(
+          `progress ${done}/${p.job.itemsTotal} rows, ${rate.toFixed(0)} rows/s, failed ${p.job.itemsFailed}\n`,
+        );
       }
     },
     stop() {
@@ -94,7 +103,9 @@ export async function runWithSignals(
   const controller = new AbortController();
   const onSignal = () => {
     if (controller.signal.aborted) process.exit(EXIT.interrupted);
-    process.stderr.write("\nstopping: finishing the current batch and releasing leases (Ctrl-C again to force)\n");
+    process.stderr.write(
+      "\nstopping: finishing the current batch and releasing leases (Ctrl-C again to force)\n",
+    );
     controller.abort();
   };
   process.on("SIGINT", onSignal);
@@ -156,15 +167,33 @@ Exit codes: 0 ok, 1 the job failed, 2 bad input, 3 configuration problem (key, m
     .option("--content <columns>", "comma-separated text columns to embed, e.g. title,body", columnList)
     .option("--content-sql <expression>", "or one SQL expression over the row that yields the text")
     .requiredOption("--embedding <column>", "the vector(N) / halfvec(N) / real[] column to fill")
-    .addOption(new Option("--provider <provider>", "embedding provider").choices([...PROVIDERS]).default("local"))
-    .option("--model <model>", `model id (default: ${LOCAL_MODEL} for local, text-embedding-3-small for openai)`)
-    .option("--dimensions <n>", "vector size; read from vector(N) columns, required for real[]", positiveInt("--dimensions", 16000))
-    .option("--max-attempts <n>", "attempts per row before dead_letter", positiveInt("--max-attempts", 100), 3)
+    .addOption(
+      new Option("--provider <provider>", "embedding provider").choices([...PROVIDERS]).default("local"),
+    )
+    .option(
+      "--model <model>",
+      `model id (default: ${LOCAL_MODEL} for local, text-embedding-3-small for openai)`,
+    )
+    .option(
+      "--dimensions <n>",
+      "vector size; read from vector(N) columns, required for real[]",
+      positiveInt("--dimensions", 16000),
+    )
+    .option(
+      "--max-attempts <n>",
+      "attempts per row before dead_letter",
+      positiveInt("--max-attempts", 100),
+      3,
+    )
     .option("--json", "machine-readable output")
     .action(async (name: string, o) => {
       try {
-        if (!o.content && !o.contentSql) throw new InputError("give the content to embed: --content col1,col2 or --content-sql <expression>");
-        if (o.content && o.contentSql) throw new InputError("give either --content or --content-sql, not both");
+        if (!o.content && !o.contentSql)
+          throw new InputError(
+            "give the content to embed: --content col1,col2 or --content-sql <expression>",
+          );
+        if (o.content && o.contentSql)
+          throw new InputError("give either --content or --content-sql, not both");
         const target = await withContext((ctx) =>
           ctx.store.registerTarget({
             name,
@@ -179,7 +208,12 @@ Exit codes: 0 ok, 1 the job failed, 2 bad input, 3 configuration problem (key, m
             maxAttempts: o.maxAttempts,
           }),
         );
-        print(o.json, target, () => `registered ${target.name}: ${target.table} -> ${target.embeddingColumn} (${target.embeddingKind}, ${target.dimensions} dims) with ${target.provider}/${target.model}\nnext: embeddings run ${target.name}`);
+        print(
+          o.json,
+          target,
+          () =>
+            `registered ${target.name}: ${target.table} -> ${target.embeddingColumn} (${target.embeddingKind}, ${target.dimensions} dims) with ${target.provider}/${target.model}\nnext: embeddings run ${target.name}`,
+        );
       } catch (err) {
         fail(err);
       }
@@ -196,7 +230,10 @@ Exit codes: 0 ok, 1 the job failed, 2 bad input, 3 configuration problem (key, m
           list.length === 0
             ? "no targets registered"
             : list
-                .map((t) => `${t.name}\t${t.table}.${t.embeddingColumn}\t${t.provider}/${t.model}\t${t.dimensions} dims\tcontent: ${t.contentColumns?.join(",") ?? t.contentExpression}`)
+                .map(
+                  (t) =>
+                    `${t.name}\t${t.table}.${t.embeddingColumn}\t${t.provider}/${t.model}\t${t.dimensions} dims\tcontent: ${t.contentColumns?.join(",") ?? t.contentExpression}`,
+                )
                 .join("\n"),
         );
       } catch (err) {
@@ -220,7 +257,9 @@ Exit codes: 0 ok, 1 the job failed, 2 bad input, 3 configuration problem (key, m
 
   program
     .command("run")
-    .description("embed every row of a target in this process until done (Ctrl-C stops cleanly; rerun resumes)")
+    .description(
+      "embed every row of a target in this process until done (Ctrl-C stops cleanly; rerun resumes)",
+    )
     .argument("<target>")
     .option("--batch-size <n>", "rows per batch", positiveInt("--batch-size", 2048))
     .option("--parallelism <n>", "concurrent batches", positiveInt("--parallelism", 64))
@@ -276,7 +315,9 @@ Exit codes: 0 ok, 1 the job failed, 2 bad input, 3 configuration problem (key, m
 
   program
     .command("demo")
-    .description("the whole job on the embedded default: create a documents table, register it, backfill it offline, query it")
+    .description(
+      "the whole job on the embedded default: create a documents table, register it, backfill it offline, query it",
+    )
     .option("--rows <n>", "rows to create", positiveInt("--rows", 1_000_000), 2400)
     .option("--dimensions <n>", "vector size", positiveInt("--dimensions", 16000), 384)
     .option("--json", "machine-readable output")
@@ -284,7 +325,9 @@ Exit codes: 0 ok, 1 the job failed, 2 bad input, 3 configuration problem (key, m
       try {
         await withContext(async (ctx) => {
           if (!ctx.admin) {
-            throw new InputError("the demo creates its own table, so it needs a direct database (DATABASE_URL or the embedded default), not SUPABASE_URL");
+            throw new InputError(
+              "the demo creates its own table, so it needs a direct database (DATABASE_URL or the embedded default), not SUPABASE_URL",
+            );
           }
           const table = await setUpDemoTable(ctx.admin, { rows: o.rows, dimensions: o.dimensions });
           await ctx.store.registerTarget({

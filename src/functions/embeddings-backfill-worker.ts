@@ -44,14 +44,24 @@ export function embeddingsBackfillWorker(inngest: InngestClient, deps: FunctionD
             // Cooperative cancellation: a job cancelled or failed elsewhere stops here, before any
             // provider call.
             const job = await ctx.store.getJob(jobId);
-            if (job.status !== "running") return { stop: job.status, processed: 0, failed: 0, claimed: 0, complete: false, waitMs: 0 };
+            if (job.status !== "running")
+              return { stop: job.status, processed: 0, failed: 0, claimed: 0, complete: false, waitMs: 0 };
             const t = await ctx.store.getTarget(target);
             const b = await processBatch(
               { store: ctx.store, provider: deps.providerFor(t) },
               { target: t, workerId, batchSize, jobId, leaseSeconds: deps.config.EMBEDDINGS_LEASE_SECONDS },
             );
-            const waitMs = b.nextRetryAt ? Math.min(Math.max(Date.parse(b.nextRetryAt) - Date.now(), 1000), 300_000) : 5000;
-            return { stop: null, processed: b.processed, failed: b.failed, claimed: b.claimed, complete: b.complete, waitMs };
+            const waitMs = b.nextRetryAt
+              ? Math.min(Math.max(Date.parse(b.nextRetryAt) - Date.now(), 1000), 300_000)
+              : 5000;
+            return {
+              stop: null,
+              processed: b.processed,
+              failed: b.failed,
+              claimed: b.claimed,
+              complete: b.complete,
+              waitMs,
+            };
           }),
         );
         if (r.stop) return { jobId, lane, generation, processed, failed, stopped: r.stop };

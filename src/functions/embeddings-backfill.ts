@@ -30,7 +30,9 @@ export function embeddingsBackfill(inngest: InngestClient, deps: FunctionDeps) {
         await step.run("mark-job-failed", async () => {
           const ctx = await deps.context();
           const key = original.jobId ? null : `event:${event.data.event.id ?? event.data.run_id}`;
-          const job = await ctx.store.createJob(original.target, "backfill", key, {}, original.jobId).catch(() => null);
+          const job = await ctx.store
+            .createJob(original.target, "backfill", key, {}, original.jobId)
+            .catch(() => null);
           if (!job) return { jobId: null };
           await ctx.store.releasePrefix(original.target, `${job.id}:`).catch(() => undefined);
           const done = await ctx.store.finishJob(job.id, "failed", error.message);
@@ -48,7 +50,13 @@ export function embeddingsBackfill(inngest: InngestClient, deps: FunctionDeps) {
       const job = await step.run("create-job", () =>
         mapped(attempt, async () => {
           const ctx = await deps.context();
-          const j = await ctx.store.createJob(data.target, "backfill", idempotencyKey, { batchSize, parallelism, reembed: data.reembed ?? false }, data.jobId);
+          const j = await ctx.store.createJob(
+            data.target,
+            "backfill",
+            idempotencyKey,
+            { batchSize, parallelism, reembed: data.reembed ?? false },
+            data.jobId,
+          );
           return { jobId: j.id, status: j.status, created: j.created ?? false };
         }),
       );
@@ -63,7 +71,9 @@ export function embeddingsBackfill(inngest: InngestClient, deps: FunctionDeps) {
             { store: ctx.store, config: deps.config, providerFor: deps.providerFor },
             { targets: [data.target] },
           );
-          const problems = report.checks.filter((c) => c.level !== "ok").map((c) => `${c.name}: ${c.message}${c.fix ? ` (fix: ${c.fix})` : ""}`);
+          const problems = report.checks
+            .filter((c) => c.level !== "ok")
+            .map((c) => `${c.name}: ${c.message}${c.fix ? ` (fix: ${c.fix})` : ""}`);
           if (report.status === "config") {
             await ctx.store.finishJob(job.jobId, "failed", `preflight failed:\n${problems.join("\n")}`);
             throw new NonRetriableError(`preflight failed: ${problems.join("; ")}`);
@@ -123,8 +133,13 @@ export function embeddingsBackfill(inngest: InngestClient, deps: FunctionDeps) {
         ),
       );
 
-      return { jobId: job.jobId, preflight: check.status, seeded, itemsTotal: started.itemsTotal, lanes: plan.lanes };
+      return {
+        jobId: job.jobId,
+        preflight: check.status,
+        seeded,
+        itemsTotal: started.itemsTotal,
+        lanes: plan.lanes,
+      };
     },
   );
 }
-

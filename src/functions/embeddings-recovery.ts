@@ -25,12 +25,19 @@ export function embeddingsRecovery(inngest: InngestClient, deps: FunctionDeps) {
       const targets = await step.run("list-targets", () =>
         mapped(attempt, async () => (await (await deps.context()).store.listTargets()).map((t) => t.name)),
       );
-      const results: Record<string, { requeued: number; processed: number; failed: number } | { error: string }> = {};
+      const results: Record<
+        string,
+        { requeued: number; processed: number; failed: number } | { error: string }
+      > = {};
       for (const target of targets) {
         try {
           const { requeued } = await step.run(`requeue-${target}`, () =>
             mapped(attempt, async () =>
-              (await deps.context()).store.retry(target, { deadLetterOnly: true, transientOnly: true, limit: limits.recoveryRows }),
+              (await deps.context()).store.retry(target, {
+                deadLetterOnly: true,
+                transientOnly: true,
+                limit: limits.recoveryRows,
+              }),
             ),
           );
           if (requeued === 0) {

@@ -1,6 +1,12 @@
 import { NonRetriableError, RetryAfterError } from "inngest";
 import { ConfigError } from "../lib/config.js";
-import { errorMessage, InputError, MalformedResponseError, RateLimitedError, TargetConfigError } from "../lib/errors.js";
+import {
+  errorMessage,
+  InputError,
+  MalformedResponseError,
+  RateLimitedError,
+  TargetConfigError,
+} from "../lib/errors.js";
 
 /**
  * The one place lib failures become Inngest retry behaviour:

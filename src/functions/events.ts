@@ -40,7 +40,10 @@ export const backfillWorker = eventType("embeddings/backfill.worker", {
 export const rowsChanged = eventType("embeddings/rows.changed", {
   schema: z.object({
     target: targetName,
-    ids: z.array(z.union([z.string(), z.number()])).max(5000, "send at most 5000 ids per event").optional(),
+    ids: z
+      .array(z.union([z.string(), z.number()]))
+      .max(5000, "send at most 5000 ids per event")
+      .optional(),
   }),
 });
 

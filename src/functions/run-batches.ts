@@ -12,7 +12,14 @@ import { mapped } from "./errors.js";
 export async function runDueBatches(
   step: GetStepTools<InngestClient>,
   deps: FunctionDeps,
-  options: { target: string; prefix: string; workerId: string; batchSize: number; maxBatches: number; attempt: number },
+  options: {
+    target: string;
+    prefix: string;
+    workerId: string;
+    batchSize: number;
+    maxBatches: number;
+    attempt: number;
+  },
 ): Promise<{ processed: number; failed: number; batches: number }> {
   let processed = 0;
   let failed = 0;
@@ -24,7 +31,12 @@ export async function runDueBatches(
         const t = await ctx.store.getTarget(options.target);
         const b = await processBatch(
           { store: ctx.store, provider: deps.providerFor(t) },
-          { target: t, workerId: options.workerId, batchSize: options.batchSize, leaseSeconds: deps.config.EMBEDDINGS_LEASE_SECONDS },
+          {
+            target: t,
+            workerId: options.workerId,
+            batchSize: options.batchSize,
+            leaseSeconds: deps.config.EMBEDDINGS_LEASE_SECONDS,
+          },
         );
         return { processed: b.processed, failed: b.failed, claimed: b.claimed };
       }),

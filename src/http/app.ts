@@ -20,14 +20,20 @@ export interface BuiltApp {
 // Inngest posts the whole run state (events + step outputs, up to 32 MiB) on every call.
 const INNGEST_BODY_LIMIT = 64 * 1024 * 1024;
 
-export function buildApp(deps: FunctionDeps, options: { fetch?: typeof fetch; inngest?: InngestClient } = {}): BuiltApp {
+export function buildApp(
+  deps: FunctionDeps,
+  options: { fetch?: typeof fetch; inngest?: InngestClient } = {},
+): BuiltApp {
   const inngest = options.inngest ?? createInngestClient(deps.config, { fetch: options.fetch });
   const functions = createFunctions(inngest, deps);
   const app = new Hono();
 
   app.use(
     "/api/inngest",
-    bodyLimit({ maxSize: INNGEST_BODY_LIMIT, onError: (c) => c.json({ error: "request body over 64 MiB" }, 413) }),
+    bodyLimit({
+      maxSize: INNGEST_BODY_LIMIT,
+      onError: (c) => c.json({ error: "request body over 64 MiB" }, 413),
+    }),
   );
   app.on(["GET", "PUT", "POST"], "/api/inngest", serve({ client: inngest, functions }));
 

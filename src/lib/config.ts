@@ -16,13 +16,17 @@ const optionalString = z
 
 export const configSchema = z.object({
   DATABASE_URL: optionalString,
-  SUPABASE_URL: optionalString.pipe(z.url({ message: "must be a URL like https://<project>.supabase.co" }).optional()),
+  SUPABASE_URL: optionalString.pipe(
+    z.url({ message: "must be a URL like https://<project>.supabase.co" }).optional(),
+  ),
   SUPABASE_SERVICE_ROLE_KEY: optionalString,
   EMBEDDINGS_DATA_DIR: z.string().default("./.data"),
   DATABASE_POOL_SIZE: int(1, 200).default(10),
 
   OPENAI_API_KEY: optionalString,
-  OPENAI_BASE_URL: optionalString.pipe(z.url({ message: "must be a URL like https://api.openai.com/v1" }).optional()),
+  OPENAI_BASE_URL: optionalString.pipe(
+    z.url({ message: "must be a URL like https://api.openai.com/v1" }).optional(),
+  ),
   OPENAI_ORG_ID: optionalString,
   OPENAI_PROJECT_ID: optionalString,
   OPENAI_TIMEOUT_MS: int(1000, 600_000).default(60_000),
@@ -37,7 +41,10 @@ export const configSchema = z.object({
       try {
         return z.record(z.string(), z.number().nonnegative()).parse(JSON.parse(v));
       } catch {
-        ctx.addIssue({ code: "custom", message: 'must be JSON like {"text-embedding-3-small":0.02} (USD per 1M tokens)' });
+        ctx.addIssue({
+          code: "custom",
+          message: 'must be JSON like {"text-embedding-3-small":0.02} (USD per 1M tokens)',
+        });
         return z.NEVER;
       }
     }),
@@ -75,7 +82,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const c = parsed.data;
   const problems: string[] = [];
   if (c.SUPABASE_URL && !c.SUPABASE_SERVICE_ROLE_KEY && !c.DATABASE_URL) {
-    problems.push("  SUPABASE_SERVICE_ROLE_KEY: required when SUPABASE_URL is set (Project settings > API > service_role)");
+    problems.push(
+      "  SUPABASE_SERVICE_ROLE_KEY: required when SUPABASE_URL is set (Project settings > API > service_role)",
+    );
   }
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.join("\n")}`);
   return c;

@@ -14,12 +14,20 @@ const TOPICS = [
   ["Postgres", "replication", "logical replication streams row changes to a subscriber database"],
   ["pgvector", "HNSW", "an HNSW index answers approximate nearest neighbour queries over embeddings quickly"],
   ["pgvector", "distance", "cosine distance compares the direction of two embedding vectors"],
-  ["Supabase", "edge functions", "edge functions have a wall-clock limit, so long loops must be split into batches"],
+  [
+    "Supabase",
+    "edge functions",
+    "edge functions have a wall-clock limit, so long loops must be split into batches",
+  ],
   ["Supabase", "row level security", "row level security policies decide which rows each role may read"],
   ["Inngest", "steps", "durable steps are retried on their own and memoised once they succeed"],
   ["Inngest", "fan-out", "a coordinator can fan out thousands of child runs with one sendEvent call"],
   ["OpenAI", "rate limits", "a 429 response carries retry-after and x-ratelimit-reset headers"],
-  ["OpenAI", "embeddings", "text-embedding-3-small returns 1536 dimensions unless a smaller size is requested"],
+  [
+    "OpenAI",
+    "embeddings",
+    "text-embedding-3-small returns 1536 dimensions unless a smaller size is requested",
+  ],
   ["Cooking", "bread", "a sourdough starter needs flour, water and a warm kitchen to rise"],
   ["Cooking", "pasta", "fresh pasta dough rests for half an hour before it is rolled thin"],
   ["Gardening", "tomatoes", "tomato plants want full sun, deep watering and a stake to climb"],
@@ -74,9 +82,11 @@ export async function setUpDemoTable(
   options: { rows: number; dimensions: number },
 ): Promise<{ inserted: number; vectorType: "vector" | "real[]" }> {
   const hasVector =
-    (await admin.query<{ ok: boolean }>(
-      "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') AS ok",
-    ))[0]?.ok === true;
+    (
+      await admin.query<{ ok: boolean }>(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') AS ok",
+      )
+    )[0]?.ok === true;
   if (hasVector) await admin.exec("CREATE EXTENSION IF NOT EXISTS vector");
   const vectorType = hasVector ? "vector" : "real[]";
   await admin.exec(`
@@ -89,14 +99,21 @@ export async function setUpDemoTable(
       published_at timestamptz NOT NULL DEFAULT now(),
       embedding ${hasVector ? `vector(${options.dimensions})` : "real[]"}
     )`);
-  const existing = Number((await admin.query<{ n: string }>("SELECT count(*) AS n FROM public.documents"))[0]?.n ?? 0);
+  const existing = Number(
+    (await admin.query<{ n: string }>("SELECT count(*) AS n FROM public.documents"))[0]?.n ?? 0,
+  );
   if (existing > 0) return { inserted: 0, vectorType };
   const rows = demoRows(options.rows);
   // One statement for the whole set: unnest of four parallel arrays.
   await admin.query(
     `INSERT INTO public.documents (title, body, author, category)
      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`,
-    [rows.map((r) => r.title), rows.map((r) => r.body), rows.map((r) => r.author), rows.map((r) => r.category)],
+    [
+      rows.map((r) => r.title),
+      rows.map((r) => r.body),
+      rows.map((r) => r.author),
+      rows.map((r) => r.category),
+    ],
   );
   return { inserted: rows.length, vectorType };
 }

@@ -76,7 +76,12 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
   const { target, workerId } = options;
   assertProviderMatches(target, provider);
 
-  const claim = await store.claim(target.name, workerId, options.batchSize, options.leaseSeconds ?? DEFAULT_LEASE_SECONDS);
+  const claim = await store.claim(
+    target.name,
+    workerId,
+    options.batchSize,
+    options.leaseSeconds ?? DEFAULT_LEASE_SECONDS,
+  );
   const ids = claim.items.map((i) => i.id);
   let processed = 0;
   let failed = 0;

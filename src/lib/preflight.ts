@@ -68,10 +68,16 @@ export async function preflight(
       message: config.SUPABASE_SERVICE_ROLE_KEY
         ? "SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are set"
         : "SUPABASE_SERVICE_ROLE_KEY is not set",
-      fix: config.SUPABASE_SERVICE_ROLE_KEY ? undefined : "copy the service_role key from Project settings > API",
+      fix: config.SUPABASE_SERVICE_ROLE_KEY
+        ? undefined
+        : "copy the service_role key from Project settings > API",
     });
   } else {
-    checks.push({ name: "database credentials", level: "ok", message: "using the embedded database (no credentials needed)" });
+    checks.push({
+      name: "database credentials",
+      level: "ok",
+      message: "using the embedded database (no credentials needed)",
+    });
   }
 
   // Database reachable, migrations applied.
@@ -82,7 +88,11 @@ export async function preflight(
     const want = await latestSchemaVersion();
     checks.push(
       v.version !== null && v.version >= want
-        ? { name: "schema", level: "ok", message: `migrations applied (version ${v.version}, PostgreSQL ${v.server})` }
+        ? {
+            name: "schema",
+            level: "ok",
+            message: `migrations applied (version ${v.version}, PostgreSQL ${v.server})`,
+          }
         : {
             name: "schema",
             level: "config",
@@ -126,7 +136,11 @@ export async function preflight(
       }
       targets = wanted ? all.filter((t) => wanted.includes(t.name)) : all;
     } catch (err) {
-      checks.push({ name: "targets", level: "transient", message: `could not list targets: ${errorMessage(err)}` });
+      checks.push({
+        name: "targets",
+        level: "transient",
+        message: `could not list targets: ${errorMessage(err)}`,
+      });
     }
   }
 
@@ -145,7 +159,9 @@ export async function preflight(
   }
 
   for (const t of targets) {
-    const c = await store.checkTarget(t.name).catch((err: unknown) => ({ ok: false, problems: [errorMessage(err)] }));
+    const c = await store
+      .checkTarget(t.name)
+      .catch((err: unknown) => ({ ok: false, problems: [errorMessage(err)] }));
     if (!c.ok) {
       for (const p of c.problems) {
         checks.push({
@@ -157,15 +173,23 @@ export async function preflight(
       }
       continue;
     }
-    checks.push({ name: `target ${t.name}`, level: "ok", message: `${t.table}.${t.embeddingColumn} ${t.embeddingKind}(${t.dimensions})` });
+    checks.push({
+      name: `target ${t.name}`,
+      level: "ok",
+      message: `${t.table}.${t.embeddingColumn} ${t.embeddingKind}(${t.dimensions})`,
+    });
     if (options.probe === false) continue;
     // Live probe: one input, and its dimension must equal the column's.
     try {
       const provider = deps.providerFor(t);
       const r = await provider.embed(["preflight probe"]);
       const o = r.outcomes[0];
-      if (!o || !o.ok) {
-        checks.push({ name: `probe ${t.name}`, level: "config", message: `the provider rejected a probe input: ${o && !o.ok ? o.error : "no result"}` });
+      if (!o?.ok) {
+        checks.push({
+          name: `probe ${t.name}`,
+          level: "config",
+          message: `the provider rejected a probe input: ${o && !o.ok ? o.error : "no result"}`,
+        });
       } else if (o.vector.length !== t.dimensions) {
         checks.push({
           name: `probe ${t.name}`,
@@ -174,13 +198,22 @@ export async function preflight(
           fix: `request ${t.dimensions} dimensions (text-embedding-3-* accept dimensions), or alter the column to ${t.embeddingKind}(${o.vector.length}) and re-register`,
         });
       } else {
-        checks.push({ name: `probe ${t.name}`, level: "ok", message: `${t.provider}/${t.model} answered with ${o.vector.length} dimensions` });
+        checks.push({
+          name: `probe ${t.name}`,
+          level: "ok",
+          message: `${t.provider}/${t.model} answered with ${o.vector.length} dimensions`,
+        });
       }
     } catch (err) {
       checks.push(
         err instanceof TargetConfigError
           ? { name: `probe ${t.name}`, level: "config", message: err.message }
-          : { name: `probe ${t.name}`, level: "transient", message: `provider unavailable: ${errorMessage(err)}`, fix: "retry later; check the provider's status page" },
+          : {
+              name: `probe ${t.name}`,
+              level: "transient",
+              message: `provider unavailable: ${errorMessage(err)}`,
+              fix: "retry later; check the provider's status page",
+            },
       );
     }
   }
@@ -196,7 +229,8 @@ export async function preflight(
 export function formatReport(report: PreflightReport): string {
   const mark = { ok: "ok  ", config: "FIX ", transient: "WAIT" } as const;
   const lines = report.checks.map(
-    (c) => `${mark[c.level]} ${c.name}: ${c.message}${c.fix && c.level !== "ok" ? `\n       fix: ${c.fix}` : ""}`,
+    (c) =>
+      `${mark[c.level]} ${c.name}: ${c.message}${c.fix && c.level !== "ok" ? `\n       fix: ${c.fix}` : ""}`,
   );
   const verdict = {
     ok: "healthy",

@@ -22,7 +22,12 @@ export async function seedTarget(
   const totals = { scanned: 0, queued: 0, alreadyEmbedded: 0, pages: 0 };
   for (;;) {
     options.signal?.throwIfAborted();
-    const page = await store.enqueue(target, after, options.pageSize ?? DEFAULT_SEED_PAGE, options.reembed ?? false);
+    const page = await store.enqueue(
+      target,
+      after,
+      options.pageSize ?? DEFAULT_SEED_PAGE,
+      options.reembed ?? false,
+    );
     totals.scanned += page.scanned;
     totals.queued += page.queued;
     totals.alreadyEmbedded += page.alreadyEmbedded;

@@ -305,7 +305,11 @@ export class EmbeddingStore {
   }
 
   finishJob(jobId: string, status: "completed" | "failed" | "cancelled", error?: string): Promise<Job> {
-    return this.api.call<Job>("embedding_job_finish", { p_job: jobId, p_status: status, p_error: error ?? null });
+    return this.api.call<Job>("embedding_job_finish", {
+      p_job: jobId,
+      p_status: status,
+      p_error: error ?? null,
+    });
   }
 
   expireJobs(staleSeconds: number): Promise<{ expired: string[] }> {

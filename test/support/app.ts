@@ -1,5 +1,5 @@
-import type { FunctionDeps, Limits } from "../../src/functions/deps.js";
 import { createInngestClient } from "../../src/functions/client.js";
+import type { FunctionDeps, Limits } from "../../src/functions/deps.js";
 import { buildApp } from "../../src/http/app.js";
 import { type Config, loadConfig } from "../../src/lib/config.js";
 import type { AppContext } from "../../src/lib/context.js";
@@ -51,7 +51,9 @@ export function createTestApp(
     config,
     context: async () => context,
     providerFor: (t) =>
-      options.providerFor ? options.providerFor(t, () => providerForTarget(t, config)) : providerForTarget(t, config),
+      options.providerFor
+        ? options.providerFor(t, () => providerForTarget(t, config))
+        : providerForTarget(t, config),
     limits: options.limits,
   };
   let built: ReturnType<typeof buildApp> | undefined;

@@ -1,7 +1,7 @@
 import type { SqlAdmin, SqlApi } from "../../src/lib/db/types.js";
-import type { EmbeddingProvider, EmbedBatchResult } from "../../src/lib/provider.js";
+import type { EmbedBatchResult, EmbeddingProvider } from "../../src/lib/provider.js";
 import { createLocalProvider, LOCAL_MODEL } from "../../src/lib/providers/local.js";
-import { EmbeddingStore, type Target } from "../../src/lib/store.js";
+import type { EmbeddingStore, Target } from "../../src/lib/store.js";
 
 export type TestDb = SqlApi & SqlAdmin;
 
@@ -11,7 +11,9 @@ export type TestDb = SqlApi & SqlAdmin;
  */
 export async function createDocuments(
   db: SqlAdmin,
-  options: { table?: string; rows: number; embeddingType?: string; idType?: "bigint" | "text" | "uuid" } = { rows: 0 },
+  options: { table?: string; rows: number; embeddingType?: string; idType?: "bigint" | "text" | "uuid" } = {
+    rows: 0,
+  },
 ): Promise<void> {
   const table = options.table ?? "documents";
   const idType = options.idType ?? "bigint";
@@ -41,7 +43,14 @@ export async function createDocuments(
 
 export async function registerDocuments(
   store: EmbeddingStore,
-  options: { name?: string; table?: string; dimensions?: number; provider?: string; model?: string; maxAttempts?: number } = {},
+  options: {
+    name?: string;
+    table?: string;
+    dimensions?: number;
+    provider?: string;
+    model?: string;
+    maxAttempts?: number;
+  } = {},
 ): Promise<Target> {
   return store.registerTarget({
     name: options.name ?? "docs",
@@ -70,7 +79,9 @@ export function countingProvider(dimensions: number, options: { poison?: string 
       return {
         ...r,
         outcomes: r.outcomes.map((o, i) =>
-          options.poison && texts[i]!.includes(options.poison) ? { ok: false as const, error: "input rejected: contains a poisoned marker" } : o,
+          options.poison && texts[i]!.includes(options.poison)
+            ? { ok: false as const, error: "input rejected: contains a poisoned marker" }
+            : o,
         ),
       };
     },

@@ -14,10 +14,14 @@ import { createPGliteApi, type PGliteApi } from "../../src/lib/db/pglite.js";
  */
 
 const CACHE_PREFIX = "embeddings-pglite-template-";
-let template: Promise<Blob> | undefined;
+const templates = new Map<string, Promise<Blob>>();
 
 export async function createTestPGlite(migrationsDir = MIGRATIONS_DIR): Promise<PGliteApi> {
-  template ??= loadTemplate(migrationsDir);
+  let template = templates.get(migrationsDir);
+  if (!template) {
+    template = loadTemplate(migrationsDir);
+    templates.set(migrationsDir, template);
+  }
   return createPGliteApi({ loadDataDir: await template });
 }
 

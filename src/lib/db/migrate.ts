@@ -4,7 +4,14 @@ import { fileURLToPath } from "node:url";
 import type { SqlAdmin } from "./types.js";
 
 /** supabase/migrations, found relative to this file in src/ and in dist/ alike. */
-export const MIGRATIONS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "supabase", "migrations");
+export const MIGRATIONS_DIR = join(
+  dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "..",
+  "..",
+  "supabase",
+  "migrations",
+);
 
 export interface Migration {
   version: string;
@@ -41,7 +48,9 @@ export async function applyMigrations(db: SqlAdmin, dir = MIGRATIONS_DIR): Promi
   const applied: string[] = [];
   for (const m of await loadMigrations(dir)) {
     if (done.has(m.version)) continue;
-    await db.exec(`BEGIN;\n${m.sql}\n;INSERT INTO public.embedding_schema_migrations (version, name) VALUES ('${m.version}', '${m.name}') ON CONFLICT DO NOTHING;\nCOMMIT;`);
+    await db.exec(
+      `BEGIN;\n${m.sql}\n;INSERT INTO public.embedding_schema_migrations (version, name) VALUES ('${m.version}', '${m.name}') ON CONFLICT DO NOTHING;\nCOMMIT;`,
+    );
     applied.push(`${m.version}_${m.name}`);
   }
   return applied;

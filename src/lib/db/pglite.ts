@@ -20,9 +20,10 @@ export interface PGliteApi extends SqlApi, SqlAdmin {
 
 /** Embedded Postgres (WASM) with pgvector loaded, for local runs and tests without a server. */
 export async function createPGliteApi(options: PGliteApiOptions = {}): Promise<PGliteApi> {
-  let dataDir: string | undefined;
-  if (options.dataDir !== undefined) {
-    dataDir = resolve(options.dataDir);
+  let dataDir = options.dataDir;
+  // "memory://" and "idb://" are PGlite's own schemes; anything else is a directory on disk.
+  if (dataDir !== undefined && !dataDir.includes("://")) {
+    dataDir = resolve(dataDir);
     await mkdir(dirname(dataDir), { recursive: true });
   }
   const db = await PGlite.create({

@@ -42,7 +42,7 @@ export function assertIdentifier(kind: "function" | "argument", name: string): v
 }
 
 /**
- * `SELECT public.fn(a => $1, b => $2) AS result` plus the encoded values. Arguments set to
+ * `SELECT public."fn"("a" => $1, "b" => $2) AS result` plus the encoded values. Arguments set to
  * `undefined` are left out so the function's SQL default applies (as JSON.stringify does for rpc).
  */
 export function buildCall(
@@ -56,9 +56,11 @@ export function buildCall(
     if (value === undefined) continue;
     assertIdentifier("argument", name);
     values.push(encodeParam(value));
-    named.push(`${name} => $${values.length}`);
+    // Quoted so names that are SQL keywords (limit, order) still parse; the check above rules out
+    // quotes, so quoting cannot change which name is meant.
+    named.push(`"${name}" => $${values.length}`);
   }
-  return { sql: `SELECT public.${fn}(${named.join(", ")}) AS result`, values };
+  return { sql: `SELECT public."${fn}"(${named.join(", ")}) AS result`, values };
 }
 
 /**

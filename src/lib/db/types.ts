@@ -7,7 +7,13 @@
 export type TransportKind = "postgres" | "supabase" | "pglite";
 
 /** Argument values: scalars, arrays of scalars (sent as SQL arrays) or plain objects (sent as jsonb). */
-export type ApiArg = string | number | boolean | null | readonly (string | number | null)[] | Record<string, unknown>;
+export type ApiArg =
+  | string
+  | number
+  | boolean
+  | null
+  | readonly (string | number | null)[]
+  | Record<string, unknown>;
 
 export interface SqlApi {
   readonly kind: TransportKind;

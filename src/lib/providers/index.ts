@@ -28,7 +28,10 @@ function governorFor(config: Config): RateGovernor {
   if (!sharedGovernor || sharedGovernor.key !== key) {
     sharedGovernor = {
       key,
-      governor: createRateGovernor({ requestsPerMinute: config.EMBEDDINGS_RPM, tokensPerMinute: config.EMBEDDINGS_TPM }),
+      governor: createRateGovernor({
+        requestsPerMinute: config.EMBEDDINGS_RPM,
+        tokensPerMinute: config.EMBEDDINGS_TPM,
+      }),
     };
   }
   return sharedGovernor.governor;
@@ -38,7 +41,10 @@ function governorFor(config: Config): RateGovernor {
  * The provider a target was registered with, configured from the environment. Never falls back to
  * another provider: a missing key is a TargetConfigError naming the fix.
  */
-export function providerForTarget(target: Pick<Target, "name" | "provider" | "model" | "dimensions">, config: Config): EmbeddingProvider {
+export function providerForTarget(
+  target: Pick<Target, "name" | "provider" | "model" | "dimensions">,
+  config: Config,
+): EmbeddingProvider {
   switch (target.provider) {
     case "local":
       return createLocalProvider({ dimensions: target.dimensions, model: target.model });

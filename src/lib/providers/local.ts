@@ -52,7 +52,9 @@ export function createLocalProvider(options: { dimensions: number; model?: strin
     throw new Error(`the local provider only has model "${LOCAL_MODEL}", not "${model}"`);
   }
   if (!Number.isInteger(options.dimensions) || options.dimensions < 1 || options.dimensions > 16000) {
-    throw new Error(`local provider dimensions must be an integer from 1 to 16000, got ${options.dimensions}`);
+    throw new Error(
+      `local provider dimensions must be an integer from 1 to 16000, got ${options.dimensions}`,
+    );
   }
   return {
     name: "local",

@@ -1,0 +1,96 @@
+import { type ChildProcess, fork } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { FakeOpenAIBehavior, FakeOpenAIStats } from "../test/support/fake-openai.js";
+import type { WorkerResult, WorkerTask } from "./worker.js";
+
+/** Child processes of the benchmark: the fake provider (one per run) and one worker per scenario. */
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+// The children are TypeScript too: run them through tsx, as `npm run bench` runs this file.
+const EXEC_ARGV = ["--import", "tsx"];
+
+const children = new Set<ChildProcess>();
+
+/** Kills every child still alive (by its own pid): used on the way out, normal or not. */
+export function killChildren(): void {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  }
+}
+
+export interface FakeServer {
+  url: string;
+  configure(behavior: Partial<FakeOpenAIBehavior>): Promise<void>;
+  stats(): Promise<FakeOpenAIStats>;
+  close(): Promise<void>;
+}
+
+export async function startFakeServer(): Promise<FakeServer> {
+  const child = fork(join(HERE, "fake-server.ts"), [], { execArgv: EXEC_ARGV, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  children.add(child);
+  child.on("exit", () => children.delete(child));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once("message", (m: { ready?: boolean; url?: string }) => (m.ready && m.url ? resolve(m.url) : reject(new Error("fake server did not start"))));
+    child.once("exit", (code) => reject(new Error(`fake server exited with ${code}`)));
+  });
+  let next = 0;
+  const ask = <T>(message: Record<string, unknown>): Promise<T> =>
+    new Promise((resolve, reject) => {
+      const id = ++next;
+      const onMessage = (m: { id?: number } & T) => {
+        if (m.id !== id) return;
+        child.off("message", onMessage);
+        resolve(m);
+      };
+      child.on("message", onMessage);
+      child.send({ ...message, id }, (err) => err && reject(err));
+    });
+  return {
+    url,
+    async configure(behavior) {
+      await ask({ cmd: "configure", behavior });
+    },
+    async stats() {
+      return (await ask<{ stats: FakeOpenAIStats }>({ cmd: "stats" })).stats;
+    },
+    async close() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      await ask({ cmd: "close" }).catch(() => undefined);
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+      if (child.exitCode === null) child.kill("SIGKILL");
+    },
+  };
+}
+
+/** Runs one scenario in a fresh worker process; rejects on failure or after `timeoutMs`. */
+export function runWorker(task: WorkerTask, timeoutMs: number): Promise<WorkerResult> {
+  const child = fork(join(HERE, "worker.ts"), [JSON.stringify(task)], {
+    execArgv: EXEC_ARGV,
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  children.add(child);
+  return new Promise<WorkerResult>((resolve, reject) => {
+    let settled = false;
+    const timer = setTimeout(() => {
+      settled = true;
+      child.kill("SIGKILL");
+      reject(new Error(`worker timed out after ${Math.round(timeoutMs / 1000)} s`));
+    }, timeoutMs);
+    child.on("message", (m: { ok: boolean; result?: WorkerResult; error?: string }) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (m.ok && m.result) resolve(m.result);
+      else reject(new Error(m.error ?? "worker failed"));
+    });
+    child.on("exit", (code, signal) => {
+      children.delete(child);
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(new Error(`worker exited (${code ?? signal}) without a result`));
+    });
+  });
+}

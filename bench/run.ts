@@ -1,0 +1,173 @@
+import { writeFile } from "node:fs/promises";
+import { cpus, totalmem } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { createBenchTable, TABLE } from "./data.js";
+import { BENCH_SETTINGS, type BenchPg, startBenchPg } from "./pg.js";
+import { type FakeServer, killChildren, runWorker, startFakeServer } from "./processes.js";
+import { type Scenario, scenarios } from "./scenarios.js";
+import { type Measured, printTable, summarise } from "./table.js";
+
+/**
+ * `npm run bench [-- --quick | --large] [--only <substring>]`
+ *
+ * Starts its own PostgreSQL server and fake OpenAI server, runs every scenario of bench/scenarios.ts
+ * in a fresh worker process against a fresh database holding the same rows, checks that every row
+ * got its 384-float embedding, prints one table and writes bench/results.json. Stops everything it
+ * started, also on Ctrl-C or a failure.
+ */
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+
+interface Flags {
+  large: boolean;
+  quick: boolean;
+  only: string[];
+}
+
+function parseFlags(argv: string[]): Flags {
+  const flags: Flags = { large: false, quick: false, only: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--large") flags.large = true;
+    else if (a === "--quick") flags.quick = true;
+    else if (a === "--only") flags.only.push(...(argv[++i] ?? "").split(",").filter(Boolean));
+    else if (a.startsWith("--only=")) flags.only.push(...a.slice(7).split(",").filter(Boolean));
+    else throw new Error(`unknown flag ${a} (use --quick, --large, --only <scenario id or group>)`);
+  }
+  return flags;
+}
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Every row embedded with 384 floats, nothing failed, nothing left leased. */
+async function verify(url: string, scenario: Scenario): Promise<{ embedded: number; badDims: number; failedItems: number }> {
+  return withClient(url, async (c) => {
+    const src = await c.query<{ embedded: number; bad: number }>(
+      `SELECT count(*) FILTER (WHERE embedding IS NOT NULL)::int AS embedded,
+              count(*) FILTER (WHERE embedding IS NOT NULL AND cardinality(embedding) <> 384)::int AS bad
+         FROM public.${TABLE}`,
+    );
+    let failedItems = 0;
+    if (scenario.mode === "pipeline" || scenario.mode === "inngest") {
+      const items = await c.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM public.embedding_items WHERE status <> 'completed'",
+      );
+      failedItems = items.rows[0]!.n;
+    }
+    return { embedded: src.rows[0]!.embedded, badDims: src.rows[0]!.bad, failedItems };
+  });
+}
+
+async function runScenario(pgServer: BenchPg, fake: FakeServer, scenario: Scenario, n: number): Promise<Measured> {
+  const dbName = `bench_${n}_${process.pid}`;
+  const url = await pgServer.createDatabase(dbName);
+  try {
+    const loadStarted = performance.now();
+    await withClient(url, (c) => createBenchTable(c, scenario.rows));
+    const loadMs = performance.now() - loadStarted;
+    await fake.configure({
+      latencyMs: scenario.latencyMs,
+      requestsPerMinute: scenario.rpm ?? null,
+      tokensPerMinute: scenario.tpm ?? null,
+      burstMs: scenario.burstMs ?? 60_000,
+    });
+    // Generous: the slowest scenario (seeds' way at 1M rows is not run) takes a few minutes.
+    const timeoutMs = 120_000 + scenario.rows * 2;
+    const result = await runWorker(
+      {
+        mode: scenario.mode,
+        dbUrl: url,
+        fakeUrl: fake.url,
+        rows: scenario.rows,
+        batchSize: scenario.batchSize,
+        parallelism: scenario.parallelism,
+        rpm: scenario.rpm,
+        tpm: scenario.tpm,
+        harnessConcurrency: scenario.harnessConcurrency,
+        ceilingChunk: scenario.ceilingChunk,
+      },
+      timeoutMs,
+    );
+    const provider = await fake.stats();
+    const check = await verify(url, scenario);
+    return { scenario, result, provider, check, loadMs };
+  } finally {
+    await pgServer.dropDatabase(dbName).catch(() => undefined);
+  }
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  let list = scenarios(flags);
+  if (flags.only.length > 0) {
+    list = list.filter((s) => flags.only.some((o) => s.id === o || s.group === o || s.id.includes(o)));
+    if (list.length === 0) throw new Error(`--only ${flags.only.join(",")} matches no scenario`);
+  }
+  const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`;
+  log(`bench: ${list.length} scenarios (${list.map((s) => s.id).join(", ")})`);
+
+  const started = performance.now();
+  let pgServer: BenchPg | undefined;
+  let fake: FakeServer | undefined;
+  const cleanup = async () => {
+    killChildren();
+    await fake?.close().catch(() => undefined);
+    await pgServer?.stop().catch(() => undefined);
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`bench: ${signal}, stopping servers`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+
+  const measured: Measured[] = [];
+  try {
+    pgServer = await startBenchPg();
+    fake = await startFakeServer();
+    log(`bench: PostgreSQL ${pgServer.version} and fake OpenAI at ${fake.url} are up`);
+    for (const [i, scenario] of list.entries()) {
+      const m = await runScenario(pgServer, fake, scenario, i);
+      measured.push(m);
+      const s = summarise(m, measured);
+      log(
+        `bench: ${scenario.id}: ${s.rowsPerSec.toFixed(0)} rows/s in ${(m.result.elapsedMs / 1000).toFixed(1)} s, ` +
+          `embedded ${m.check.embedded}/${scenario.rows}, peak rss ${m.result.peakRssMb.toFixed(0)} MB`,
+      );
+    }
+  } finally {
+    await cleanup();
+  }
+
+  const table = printTable(measured);
+  process.stdout.write(`${table}\n`);
+  const results = {
+    command,
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version },
+    postgres: { version: pgServer?.version, settings: BENCH_SETTINGS },
+    totalSeconds: Math.round((performance.now() - started) / 1000),
+    table,
+    scenarios: measured.map((m) => ({ ...summarise(m, measured), raw: m })),
+  };
+  await writeFile(join(HERE, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
+  log(`bench: done in ${results.totalSeconds} s; wrote bench/results.json`);
+}
+
+main().catch(async (err: unknown) => {
+  killChildren();
+  log(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,415 @@
+import pg from "pg";
+import { backfillRequested } from "../src/functions/events.js";
+import { loadConfig } from "../src/lib/config.js";
+import { createPostgresApi, type PostgresApi } from "../src/lib/db/postgres.js";
+import type { ApiArg } from "../src/lib/db/types.js";
+import type { EmbeddingProvider } from "../src/lib/provider.js";
+import { providerForTarget } from "../src/lib/providers/index.js";
+import { runTarget } from "../src/lib/runner.js";
+import { EmbeddingStore } from "../src/lib/store.js";
+import { fakeVector } from "../test/support/fake-openai.js";
+import { createTestApp } from "../test/support/app.js";
+import { copyIn, encodeIdVectorRows } from "./copy.js";
+import { DIMENSIONS, MODEL, TABLE, TARGET } from "./data.js";
+
+/**
+ * Child-process entry: runs ONE scenario in a fresh process, so the resident memory it reports is the
+ * worker's alone (the fake provider and PostgreSQL run in processes of their own), and sends a
+ * WorkerResult back over IPC.
+ */
+
+export type WorkerMode = "pipeline" | "seeds" | "ceiling" | "inngest";
+
+export interface WorkerTask {
+  mode: WorkerMode;
+  dbUrl: string;
+  fakeUrl: string;
+  rows: number;
+  batchSize: number;
+  parallelism: number;
+  rpm?: number;
+  tpm?: number;
+  /** inngest: HTTP calls the harness makes at once (1 = sequential, comparable per-call times). */
+  harnessConcurrency?: number;
+  /** ceiling: rows per COPY + UPDATE transaction. */
+  ceilingChunk?: number;
+}
+
+export interface TimedCalls {
+  calls: number;
+  ms: number;
+}
+
+export interface WorkerResult {
+  /** Wall time of the whole run (seeding included for pipeline and inngest). */
+  elapsedMs: number;
+  seedMs: number;
+  processed: number;
+  failed: number;
+  tokens: number;
+  requests: number;
+  peakRssMb: number;
+  startRssMb: number;
+  /** [fraction of rows done, rss MB] samples, for the flat-memory check. */
+  rssByProgress: [number, number][];
+  db: Record<string, TimedCalls>;
+  provider: TimedCalls;
+  inngest?: { calls: number; totalMs: number; steps: number; runs: number; overheadMsPerCall: number };
+  ceiling?: { copyMs: number; updateMs: number; chunks: number };
+}
+
+const API_KEY = "sk-bench-not-a-real-key";
+
+function rssMb(): number {
+  return process.memoryUsage().rss / (1024 * 1024);
+}
+
+/** Samples rss every 50 ms: a cheap call (reads /proc), so it does not disturb the run. */
+function memorySampler(rows: number) {
+  const start = rssMb();
+  let peak = start;
+  let done = 0;
+  const byProgress: [number, number][] = [];
+  let nextMark = 0.1;
+  const timer = setInterval(() => {
+    const now = rssMb();
+    if (now > peak) peak = now;
+  }, 50);
+  timer.unref();
+  return {
+    start,
+    progress(n: number) {
+      done += n;
+      while (rows > 0 && done / rows >= nextMark - 1e-9 && nextMark <= 1.0001) {
+        byProgress.push([Number(nextMark.toFixed(1)), Math.round(rssMb())]);
+        nextMark += 0.1;
+      }
+    },
+    stop() {
+      clearInterval(timer);
+      peak = Math.max(peak, rssMb());
+      return { peak, byProgress };
+    },
+  };
+}
+
+/** The SQL API with a stopwatch per function: where the database time goes. */
+function timedApi(api: PostgresApi, into: Record<string, TimedCalls>): PostgresApi {
+  return {
+    ...api,
+    kind: api.kind,
+    pool: api.pool,
+    async call<T = unknown>(fn: string, args: Record<string, ApiArg | undefined>): Promise<T> {
+      const t0 = performance.now();
+      try {
+        return await api.call<T>(fn, args);
+      } finally {
+        const entry = (into[fn] ??= { calls: 0, ms: 0 });
+        entry.calls++;
+        entry.ms += performance.now() - t0;
+      }
+    },
+    exec: (sql) => api.exec(sql),
+    query: (sql, params) => api.query(sql, params),
+    close: () => api.close(),
+  };
+}
+
+function timedProvider(inner: EmbeddingProvider, into: TimedCalls): EmbeddingProvider {
+  return {
+    name: inner.name,
+    model: inner.model,
+    dimensions: inner.dimensions,
+    async embed(texts, options) {
+      const t0 = performance.now();
+      try {
+        return await inner.embed(texts, options);
+      } finally {
+        into.calls++;
+        into.ms += performance.now() - t0;
+      }
+    },
+  };
+}
+
+function benchConfig(task: WorkerTask) {
+  return loadConfig({
+    OPENAI_API_KEY: API_KEY,
+    OPENAI_BASE_URL: task.fakeUrl,
+    EMBEDDINGS_RPM: task.rpm === undefined ? undefined : String(task.rpm),
+    EMBEDDINGS_TPM: task.tpm === undefined ? undefined : String(task.tpm),
+    DATABASE_URL: task.dbUrl,
+    DATABASE_POOL_SIZE: String(task.parallelism + 2),
+    INNGEST_DEV: "1",
+    LOG_LEVEL: "silent",
+  });
+}
+
+async function registerTarget(store: EmbeddingStore) {
+  return store.registerTarget({
+    name: TARGET,
+    table: `public.${TABLE}`,
+    idColumn: "id",
+    contentColumns: ["title", "body"],
+    embeddingColumn: "embedding",
+    provider: "openai",
+    model: MODEL,
+    dimensions: DIMENSIONS,
+    maxAttempts: 3,
+  });
+}
+
+async function runPipeline(task: WorkerTask): Promise<WorkerResult> {
+  const config = benchConfig(task);
+  const db: Record<string, TimedCalls> = {};
+  const provider: TimedCalls = { calls: 0, ms: 0 };
+  // One connection per worker plus one spare: a worker never waits for a connection.
+  const api = timedApi(createPostgresApi({ connectionString: task.dbUrl, poolSize: task.parallelism + 1 }), db);
+  const store = new EmbeddingStore(api);
+  try {
+    const target = await registerTarget(store);
+    const embedder = timedProvider(providerForTarget(target, config), provider);
+    for (const key of Object.keys(db)) delete db[key];
+    const mem = memorySampler(task.rows);
+    const started = performance.now();
+    let seedMs = 0;
+    const summary = await runTarget(
+      { store, provider: embedder },
+      {
+        target: TARGET,
+        batchSize: task.batchSize,
+        parallelism: task.parallelism,
+        retries: 10,
+        onSeeded: () => {
+          seedMs = performance.now() - started;
+        },
+        onProgress: ({ batch }) => mem.progress(batch.processed + batch.failed + batch.skipped),
+      },
+    );
+    const elapsedMs = performance.now() - started;
+    const { peak, byProgress } = mem.stop();
+    return {
+      elapsedMs,
+      seedMs,
+      processed: summary.job.itemsProcessed,
+      failed: summary.job.itemsFailed,
+      tokens: summary.job.tokens,
+      requests: summary.job.requests,
+      peakRssMb: peak,
+      startRssMb: mem.start,
+      rssByProgress: byProgress,
+      db,
+      provider,
+    };
+  } finally {
+    await api.close();
+  }
+}
+
+/**
+ * The seeds' way (field reports 001/004): read 50 rows, one provider call for the 50, then one UPDATE
+ * per row, awaited one after the other, the vector sent as a JSON array (what supabase-js sends).
+ * Rows are paged by id (keyset), which is kinder than the reports' `WHERE embedding IS NULL` rescans.
+ */
+async function runSeeds(task: WorkerTask): Promise<WorkerResult> {
+  const config = benchConfig(task);
+  const providerTime: TimedCalls = { calls: 0, ms: 0 };
+  const db: Record<string, TimedCalls> = { select: { calls: 0, ms: 0 }, update: { calls: 0, ms: 0 } };
+  const embedder = timedProvider(
+    providerForTarget({ name: TARGET, provider: "openai", model: MODEL, dimensions: DIMENSIONS }, config),
+    providerTime,
+  );
+  const client = new pg.Client({ connectionString: task.dbUrl });
+  await client.connect();
+  const timed = async <R extends pg.QueryResultRow>(kind: string, sql: string, params: unknown[]) => {
+    const t0 = performance.now();
+    const r = await client.query<R>(sql, params);
+    db[kind]!.calls++;
+    db[kind]!.ms += performance.now() - t0;
+    return r;
+  };
+  try {
+    const mem = memorySampler(task.rows);
+    const started = performance.now();
+    let last = 0;
+    let processed = 0;
+    let tokens = 0;
+    let requests = 0;
+    for (;;) {
+      const { rows } = await timed<{ id: string; content: string }>(
+        "select",
+        `SELECT id, concat_ws(E'\\n\\n', title::text, body::text) AS content FROM public.${TABLE}
+          WHERE id > $1 AND embedding IS NULL ORDER BY id LIMIT 50`,
+        [last],
+      );
+      if (rows.length === 0) break;
+      const result = await embedder.embed(rows.map((r) => r.content));
+      tokens += result.tokens;
+      requests += result.requests;
+      for (const [i, row] of rows.entries()) {
+        const outcome = result.outcomes[i]!;
+        if (!outcome.ok) continue;
+        await timed("update", `UPDATE public.${TABLE} SET embedding = translate($1, '[]', '{}')::real[] WHERE id = $2`, [
+          JSON.stringify(Array.from(outcome.vector)),
+          row.id,
+        ]);
+        processed++;
+      }
+      mem.progress(rows.length);
+      last = Number(rows.at(-1)!.id);
+    }
+    const elapsedMs = performance.now() - started;
+    const { peak, byProgress } = mem.stop();
+    return {
+      elapsedMs,
+      seedMs: 0,
+      processed,
+      failed: task.rows - processed,
+      tokens,
+      requests,
+      peakRssMb: peak,
+      startRssMb: mem.start,
+      rssByProgress: byProgress,
+      db,
+      provider: providerTime,
+    };
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * The raw database ceiling: vectors computed beforehand (off the clock), then per chunk one
+ * transaction of binary COPY into a temporary table and one UPDATE ... FROM join. Only the database
+ * work is timed: no provider, no per-row state, no progress.
+ */
+async function runCeiling(task: WorkerTask): Promise<WorkerResult> {
+  const chunk = task.ceilingChunk ?? 10_000;
+  const client = new pg.Client({ connectionString: task.dbUrl });
+  await client.connect();
+  const db: Record<string, TimedCalls> = { copy: { calls: 0, ms: 0 }, update: { calls: 0, ms: 0 } };
+  try {
+    const mem = memorySampler(task.rows);
+    let elapsedMs = 0;
+    let chunks = 0;
+    let processed = 0;
+    for (let from = 1; from <= task.rows; from += chunk) {
+      const ids = Array.from({ length: Math.min(chunk, task.rows - from + 1) }, (_, i) => from + i);
+      const data = encodeIdVectorRows(ids, (i) => fakeVector(MODEL, String(ids[i]), DIMENSIONS));
+      const t0 = performance.now();
+      await client.query("BEGIN");
+      await client.query("CREATE TEMP TABLE bench_vectors (id bigint, embedding real[]) ON COMMIT DROP");
+      await copyIn(client, "COPY bench_vectors (id, embedding) FROM STDIN (FORMAT binary)", data);
+      const t1 = performance.now();
+      const r = await client.query(
+        `UPDATE public.${TABLE} AS d SET embedding = v.embedding FROM bench_vectors AS v WHERE d.id = v.id`,
+      );
+      await client.query("COMMIT");
+      const t2 = performance.now();
+      db.copy!.calls++;
+      db.copy!.ms += t1 - t0;
+      db.update!.calls++;
+      db.update!.ms += t2 - t1;
+      elapsedMs += t2 - t0;
+      processed += r.rowCount ?? 0;
+      chunks++;
+      mem.progress(ids.length);
+    }
+    const { peak, byProgress } = mem.stop();
+    return {
+      elapsedMs,
+      seedMs: 0,
+      processed,
+      failed: task.rows - processed,
+      tokens: 0,
+      requests: 0,
+      peakRssMb: peak,
+      startRssMb: mem.start,
+      rssByProgress: byProgress,
+      db,
+      provider: { calls: 0, ms: 0 },
+      ceiling: { copyMs: db.copy!.ms, updateMs: db.update!.ms, chunks },
+    };
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * The Inngest path: the real served app (Hono + inngest/hono) driven over the SDK's HTTP protocol by
+ * the executor harness (test/support/inngest-harness.ts), one backfill event fanned out to
+ * `parallelism` worker lanes. With harnessConcurrency 1 the calls are sequential, so the time of a call
+ * not spent in the database or the provider is the SDK's per-step overhead.
+ */
+async function runInngest(task: WorkerTask): Promise<WorkerResult> {
+  const db: Record<string, TimedCalls> = {};
+  const provider: TimedCalls = { calls: 0, ms: 0 };
+  const api = timedApi(createPostgresApi({ connectionString: task.dbUrl, poolSize: task.parallelism + 2 }), db);
+  const env = {
+    OPENAI_API_KEY: API_KEY,
+    OPENAI_BASE_URL: task.fakeUrl,
+    DATABASE_URL: task.dbUrl,
+  };
+  const app = createTestApp(api, { env, providerFor: (_t, real) => timedProvider(real(), provider) });
+  try {
+    await registerTarget(app.store);
+    for (const key of Object.keys(db)) delete db[key];
+    const mem = memorySampler(task.rows);
+    const started = performance.now();
+    await app.harness.send(
+      backfillRequested.create({ target: TARGET, batchSize: task.batchSize, parallelism: task.parallelism }),
+    );
+    const runs = await app.harness.runUntilIdle({
+      maxCalls: 1_000_000,
+      concurrency: task.harnessConcurrency ?? 1,
+    });
+    const elapsedMs = performance.now() - started;
+    const { peak, byProgress } = mem.stop();
+    const failedRuns = runs.filter((r) => r.status !== "completed");
+    if (failedRuns.length > 0) throw new Error(`inngest runs did not complete: ${JSON.stringify(failedRuns[0]?.error)}`);
+    const coordinator = runs.find((r) => r.fnId === "embeddings-backfill")!;
+    const jobId = (coordinator.output as { jobId: string }).jobId;
+    const job = await app.store.getJob(jobId);
+    const stats = app.harness.stats();
+    const dbMs = Object.values(db).reduce((s, e) => s + e.ms, 0);
+    const steps = runs.reduce((s, r) => s + r.steps.length, 0);
+    return {
+      elapsedMs,
+      seedMs: 0,
+      processed: job.itemsProcessed,
+      failed: job.itemsFailed,
+      tokens: job.tokens,
+      requests: job.requests,
+      peakRssMb: peak,
+      startRssMb: mem.start,
+      rssByProgress: byProgress,
+      db,
+      provider,
+      inngest: {
+        calls: stats.calls,
+        totalMs: stats.totalMs,
+        steps,
+        runs: stats.runs,
+        overheadMsPerCall: (stats.totalMs - dbMs - provider.ms) / Math.max(stats.calls, 1),
+      },
+    };
+  } finally {
+    await api.close();
+  }
+}
+
+const RUNNERS: Record<WorkerMode, (task: WorkerTask) => Promise<WorkerResult>> = {
+  pipeline: runPipeline,
+  seeds: runSeeds,
+  ceiling: runCeiling,
+  inngest: runInngest,
+};
+
+const task = JSON.parse(process.argv[2] ?? "{}") as WorkerTask;
+RUNNERS[task.mode](task).then(
+  (result) => process.send?.({ ok: true, result }, () => process.exit(0)),
+  (err: unknown) => {
+    const message = err instanceof Error ? `${err.message}\n${err.stack ?? ""}` : String(err);
+    process.send?.({ ok: false, error: message }, () => process.exit(1));
+  },
+);

@@ -1,0 +1,180 @@
+import { estimateCostUsd } from "./cost.js";
+import { assessHealth, combineHealth, type Health, resolveThresholds, type ThresholdOverrides } from "./health.js";
+import type { OpsStore, TargetActivity, TargetRate } from "./ops-store.js";
+import type { DeadLetter, EmbeddingStore, Job, TargetStatus } from "./store.js";
+
+/**
+ * The one status snapshot behind GET /status, GET /metrics, the dashboard, the CLI and alerts:
+ * "how far along, how fast, what failed and why, when will it finish, what does it cost", per
+ * target and per job, without anyone writing SQL.
+ *
+ * Time: every duration is measured on the database clock (embedding_activity returns `now`), the
+ * same clock that stamped the rows and jobs.
+ */
+
+export interface StatusDeps {
+  store: EmbeddingStore;
+  ops: OpsStore;
+  /** USD per 1M tokens overrides (config.EMBEDDINGS_PRICES). */
+  prices: Record<string, number>;
+}
+
+export interface StatusOptions {
+  target?: string;
+  /** Rate window; 15 minutes smooths batch-to-batch noise yet follows a provider slowdown. */
+  windowMinutes?: number;
+  /** Latest jobs per target. */
+  jobs?: number;
+  thresholds?: ThresholdOverrides;
+}
+
+export const DEFAULT_RATE_WINDOW_MINUTES = 15;
+
+export interface JobView extends Job {
+  /** processed + failed + skipped. */
+  done: number;
+  remaining: number;
+  percent: number;
+  elapsedSeconds: number | null;
+  /** The job's own average since it started (done rows per minute). */
+  averagePerMinute: number | null;
+  etaSeconds: number | null;
+  etaAt: string | null;
+  estimatedCostUsd: number;
+}
+
+export interface TargetView extends Omit<TargetStatus, "jobs"> {
+  /** pending + processing + failed: rows still to embed (dead letters wait for a person). */
+  remaining: number;
+  rate: { windowMinutes: number; windowSeconds: number; embedded: number; tokens: number; perMinute: number };
+  etaSeconds: number | null;
+  etaAt: string | null;
+  lastEmbeddedAt: string | null;
+  idleSeconds: number;
+  /** Tokens of the embeddings currently stored (rows a worker embedded). */
+  tokens: number;
+  estimatedCostUsd: number;
+  /** Remaining rows at the average tokens per row seen so far. */
+  estimatedRemainingCostUsd: number | null;
+  health: Health;
+  jobs: JobView[];
+}
+
+export interface StatusSnapshot {
+  generatedAt: string;
+  windowMinutes: number;
+  health: Health;
+  targets: TargetView[];
+}
+
+const round = (n: number, digits: number) => {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+};
+
+function addSeconds(iso: string, seconds: number): string {
+  return new Date(Date.parse(iso) + seconds * 1000).toISOString();
+}
+
+export function jobView(job: Job, now: string, prices: Record<string, number>, model: string, targetPerMinute: number): JobView {
+  const done = job.itemsProcessed + job.itemsFailed + job.itemsSkipped;
+  const remaining = Math.max(job.itemsTotal - done, 0);
+  const percent = job.itemsTotal > 0 ? round(Math.min((100 * done) / job.itemsTotal, 100), 2) : job.status === "completed" ? 100 : 0;
+  const end = job.finishedAt ?? now;
+  const elapsedSeconds = job.startedAt ? Math.max((Date.parse(end) - Date.parse(job.startedAt)) / 1000, 0) : null;
+  const averagePerMinute = elapsedSeconds && elapsedSeconds > 0 ? round((done * 60) / elapsedSeconds, 2) : null;
+  let etaSeconds: number | null = null;
+  if (job.status === "running") {
+    // The target's recent rate follows a slowdown within minutes; the job's average is the fallback
+    // for the first batches, before any row lands in the window.
+    const perMinute = targetPerMinute > 0 ? targetPerMinute : (averagePerMinute ?? 0);
+    etaSeconds = remaining === 0 ? 0 : perMinute > 0 ? Math.ceil((remaining / perMinute) * 60) : null;
+  }
+  return {
+    ...job,
+    done,
+    remaining,
+    percent,
+    elapsedSeconds: elapsedSeconds === null ? null : round(elapsedSeconds, 1),
+    averagePerMinute,
+    etaSeconds,
+    etaAt: etaSeconds === null ? null : addSeconds(now, etaSeconds),
+    estimatedCostUsd: round(estimateCostUsd(model, job.tokens, prices), 6),
+  };
+}
+
+export function targetView(
+  s: TargetStatus,
+  rate: TargetRate,
+  activity: TargetActivity,
+  prices: Record<string, number>,
+  thresholds: ThresholdOverrides = {},
+): TargetView {
+  const remaining = s.pending + s.processing + s.failed;
+  const etaSeconds = remaining === 0 ? 0 : rate.perMinute > 0 ? Math.ceil((remaining / rate.perMinute) * 60) : null;
+  const perRow = activity.embeddedRows > 0 ? activity.tokens / activity.embeddedRows : null;
+  const { jobs, ...counts } = s;
+  return {
+    ...counts,
+    remaining,
+    rate: {
+      windowMinutes: rate.minutes,
+      windowSeconds: rate.windowSeconds,
+      embedded: rate.embedded,
+      tokens: rate.tokens,
+      perMinute: rate.perMinute,
+    },
+    etaSeconds,
+    etaAt: etaSeconds === null ? null : addSeconds(activity.now, etaSeconds),
+    lastEmbeddedAt: activity.lastEmbeddedAt,
+    idleSeconds: activity.idleSeconds,
+    tokens: activity.tokens,
+    estimatedCostUsd: round(estimateCostUsd(s.model, activity.tokens, prices), 6),
+    estimatedRemainingCostUsd: perRow === null ? null : round(estimateCostUsd(s.model, perRow * remaining, prices), 6),
+    health: assessHealth(
+      {
+        target: s.target,
+        deadLetter: s.deadLetter,
+        retryQueue: s.failed,
+        idleSeconds: activity.idleSeconds,
+        completedButNull: s.completedButNull,
+      },
+      resolveThresholds(thresholds),
+    ),
+    jobs: jobs.map((j) => jobView(j, activity.now, prices, s.model, rate.perMinute)),
+  };
+}
+
+export async function readStatus(deps: StatusDeps, options: StatusOptions = {}): Promise<StatusSnapshot> {
+  const windowMinutes = options.windowMinutes ?? DEFAULT_RATE_WINDOW_MINUTES;
+  const statuses = await deps.store.status(options.target, options.jobs ?? 5);
+  let dbNow: string | undefined;
+  const targets = await Promise.all(
+    statuses.map(async (s) => {
+      const [rate, activity] = await Promise.all([deps.ops.rate(s.target, windowMinutes), deps.ops.activity(s.target)]);
+      dbNow ??= activity.now;
+      return targetView(s, rate, activity, deps.prices, options.thresholds);
+    }),
+  );
+  // With no target there is no database timestamp to borrow; the local clock is only a label then.
+  const generatedAt = new Date(dbNow ?? Date.now()).toISOString();
+  return { generatedAt, windowMinutes, health: combineHealth(targets.map((t) => t.health)), targets };
+}
+
+export interface TargetDeadLetters {
+  target: string;
+  total: number;
+  items: DeadLetter[];
+}
+
+/** Dead letters with their errors, newest first, for the targets that have any. */
+export async function readDeadLetters(
+  store: EmbeddingStore,
+  snapshot: Pick<StatusSnapshot, "targets">,
+  limit = 50,
+): Promise<TargetDeadLetters[]> {
+  const withDead = snapshot.targets.filter((t) => t.deadLetter > 0);
+  return Promise.all(
+    withDead.map(async (t) => ({ target: t.target, total: t.deadLetter, items: await store.deadLetters(t.target, limit) })),
+  );
+}
