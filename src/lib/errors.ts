@@ -49,8 +49,18 @@ export class InputError extends Error {
   override name = "InputError";
 }
 
-/** SQLSTATEs worth retrying: serialization failure, deadlock, cannot connect now, statement timeout. */
-export const RETRYABLE_SQLSTATES = new Set(["40001", "40P01", "57P03", "57014", "08000", "08003", "08006"]);
+/** SQLSTATEs worth retrying: the database will likely answer the same call correctly later. */
+export const RETRYABLE_SQLSTATES = new Set([
+  "40001", // serialization_failure
+  "40P01", // deadlock_detected
+  "57P01", // admin_shutdown (a restart or failover)
+  "57P03", // cannot_connect_now
+  "57014", // query_canceled (statement timeout)
+  "53300", // too_many_connections
+  "08000",
+  "08003",
+  "08006", // connection failures
+]);
 
 export function isRetryable(err: unknown): boolean {
   if (err instanceof TransientError) return true;
