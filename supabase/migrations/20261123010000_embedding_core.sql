@@ -906,7 +906,10 @@ DECLARE
 BEGIN
   RETURN jsonb_build_object(
     'dueNow', EXISTS (SELECT 1 FROM public.embedding_items WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()),
-    'nextRetryAt', (SELECT min(next_retry_at) FROM public.embedding_items WHERE target_id = t.id AND status IN ('pending', 'failed')),
+    -- The first row in claim order, not min(): a walk of the due index that stops at one row.
+    -- With mixed priorities it is a wake-up hint, not the exact earliest time.
+    'nextRetryAt', (SELECT next_retry_at FROM public.embedding_items WHERE target_id = t.id AND status IN ('pending', 'failed')
+                     ORDER BY priority DESC, next_retry_at LIMIT 1),
     'inFlight', EXISTS (SELECT 1 FROM public.embedding_items WHERE target_id = t.id AND status = 'processing'),
     'leaseExpiresAt', (SELECT max(locked_until) FROM public.embedding_items WHERE target_id = t.id AND status = 'processing'));
 END $$;
