@@ -1,12 +1,17 @@
 import { serve } from "@hono/node-server";
+import { createInngestClient } from "./functions/client.js";
 import { buildApp } from "./http/app.js";
+import { createAlerter, startAlertMonitor } from "./lib/alerts.js";
 import { loadConfig } from "./lib/config.js";
 import { type AppContext, openContext } from "./lib/context.js";
+import { createLogger } from "./lib/logger.js";
+import { readStatus } from "./lib/ops-status.js";
+import { OpsStore } from "./lib/ops-store.js";
 import { providerForTarget } from "./lib/providers/index.js";
 
 /**
  * `npm start`: the Hono app on PORT (default 3000). The database opens once and is shared by every
- * request; configuration problems stop the process at once with every problem listed.
+ * request; configuration problems stop the process at once with every problem listed (exit 3).
  */
 const config = (() => {
   try {
@@ -16,6 +21,7 @@ const config = (() => {
     process.exit(3);
   }
 })();
+const logger = createLogger(config, { base: { component: "server" } });
 
 let context: Promise<AppContext> | null = null;
 const getContext = () => {
@@ -23,16 +29,45 @@ const getContext = () => {
   return context;
 };
 
-const { app } = buildApp({ config, context: getContext, providerFor: (t) => providerForTarget(t, config) });
-await getContext();
+const { app } = buildApp(
+  { config, context: getContext, providerFor: (t) => providerForTarget(t, config), logger },
+  { inngest: createInngestClient(config, { logger }) },
+);
+const ctx = await getContext();
+logger.info({ database: ctx.describe }, "database ready");
+
+const monitor = config.EMBEDDINGS_ALERT_WEBHOOK_URL
+  ? startAlertMonitor({
+      alerter: createAlerter({
+        webhookUrl: config.EMBEDDINGS_ALERT_WEBHOOK_URL,
+        logger,
+        debounceMs: config.EMBEDDINGS_ALERT_DEBOUNCE_SECONDS * 1000,
+      }),
+      check: async () => {
+        const c = await getContext();
+        const snapshot = await readStatus(
+          { store: c.store, ops: new OpsStore(c.api), prices: config.EMBEDDINGS_PRICES },
+          {
+            thresholds: config.EMBEDDINGS_HEALTH_THRESHOLDS,
+            windowMinutes: config.EMBEDDINGS_RATE_WINDOW_MINUTES,
+          },
+        );
+        return snapshot.health;
+      },
+      intervalMs: config.EMBEDDINGS_ALERT_INTERVAL_SECONDS * 1000,
+      logger,
+    })
+  : null;
 
 const server = serve({ fetch: app.fetch, port: config.PORT }, (info) => {
-  process.stdout.write(
-    `embeddings-sync listening on http://localhost:${info.port} (Inngest endpoint /api/inngest)\n`,
+  logger.info(
+    { port: info.port },
+    `listening on http://localhost:${info.port} (Inngest endpoint /api/inngest, dashboard /)`,
   );
 });
 
 const shutdown = () => {
+  monitor?.stop();
   server.close();
   void getContext()
     .then((c) => c.close())

@@ -84,9 +84,10 @@ describe("embeddings CLI", () => {
 
     const status = await cli(["status", "--json"], env);
     const parsed = JSON.parse(status.stdout);
-    expect(parsed).toEqual([
+    expect(parsed.targets).toEqual([
       expect.objectContaining({ target: "cli_docs", total: 250, embedded: 250, coverage: 100 }),
     ]);
+    expect(parsed.health.level).toBe("healthy");
 
     const list = await cli(["targets", "list"], env);
     expect(list.stdout).toContain("cli_docs");

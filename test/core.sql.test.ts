@@ -372,7 +372,10 @@ describe("model change without downtime", () => {
   it("a second target on a new column of the same table embeds alongside the first, which keeps serving", async () => {
     await freshTable("model_docs", 20);
     const { provider } = countingProvider(8);
-    await processBatch({ store, provider }, { target: await store.getTarget("model_docs"), workerId: "w", batchSize: 50 });
+    await processBatch(
+      { store, provider },
+      { target: await store.getTarget("model_docs"), workerId: "w", batchSize: 50 },
+    );
     await db.exec("ALTER TABLE model_docs ADD COLUMN embedding_v2 real[]");
     await store.registerTarget({
       name: "model_docs_v2",
@@ -386,8 +389,16 @@ describe("model change without downtime", () => {
     });
     await store.enqueue("model_docs_v2", null, 1000);
     const v2 = countingProvider(16);
-    await processBatch({ store, provider: v2.provider }, { target: await store.getTarget("model_docs_v2"), workerId: "w2", batchSize: 50 });
-    expect(await scalar(db, "SELECT count(*)::int FROM model_docs WHERE array_length(embedding, 1) = 8 AND array_length(embedding_v2, 1) = 16")).toBe(20);
+    await processBatch(
+      { store, provider: v2.provider },
+      { target: await store.getTarget("model_docs_v2"), workerId: "w2", batchSize: 50 },
+    );
+    expect(
+      await scalar(
+        db,
+        "SELECT count(*)::int FROM model_docs WHERE array_length(embedding, 1) = 8 AND array_length(embedding_v2, 1) = 16",
+      ),
+    ).toBe(20);
     // An edit queues the row for both targets.
     await db.exec("UPDATE model_docs SET body = 'edited' WHERE id = 1");
     expect((await store.pendingSummary("model_docs")).dueNow).toBe(true);

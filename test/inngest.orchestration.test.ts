@@ -23,7 +23,10 @@ const deps: FunctionDeps = {
 };
 const inngest = createInngestClient(config, { logger: { info() {}, warn() {}, error() {}, debug() {} } });
 const jobId = "3b0c1a5e-8d9f-4c1e-9a7b-2f4e6d8c0a1b";
-const backfillEvent = { name: "embeddings/backfill.requested" as const, data: { target: "docs", batchSize: 10, parallelism: 3 } };
+const backfillEvent = {
+  name: "embeddings/backfill.requested" as const,
+  data: { target: "docs", batchSize: 10, parallelism: 3 },
+};
 
 describe("embeddings-backfill orchestration", () => {
   it("stops right after create-job when the job already finished (a replay of a completed run)", async () => {
@@ -87,7 +90,15 @@ describe("embeddings-backfill-worker orchestration", () => {
     name: "embeddings/backfill.worker" as const,
     data: { jobId, target: "docs", batchSize: 10, lane: 1, generation: 2, maxBatches: 3 },
   };
-  const batch = (over: object) => ({ stop: null, processed: 10, failed: 0, claimed: 10, complete: false, waitMs: 0, ...over });
+  const batch = (over: object) => ({
+    stop: null,
+    processed: 10,
+    failed: 0,
+    claimed: 10,
+    complete: false,
+    waitMs: 0,
+    ...over,
+  });
 
   it("completes the job when a batch finds nothing left", async () => {
     const t = new InngestTestEngine({
@@ -107,7 +118,9 @@ describe("embeddings-backfill-worker orchestration", () => {
     const t = new InngestTestEngine({
       function: embeddingsBackfillWorker(inngest, deps),
       events: [workerEvent],
-      steps: [{ id: "process-batch-0", handler: () => batch({ stop: "cancelled", processed: 0, claimed: 0 }) }],
+      steps: [
+        { id: "process-batch-0", handler: () => batch({ stop: "cancelled", processed: 0, claimed: 0 }) },
+      ],
     });
     const { result, ctx } = await t.execute();
     expect(result).toMatchObject({ stopped: "cancelled", processed: 0 });
@@ -130,7 +143,10 @@ describe("embeddings-backfill-worker orchestration", () => {
     expect(ctx.step.sleep).toHaveBeenCalledWith("wait-1", 5000);
     expect(ctx.step.sendEvent).toHaveBeenCalledWith(
       "hand-over",
-      expect.objectContaining({ id: `${jobId}-lane-1-gen-3`, data: expect.objectContaining({ generation: 3 }) }),
+      expect.objectContaining({
+        id: `${jobId}-lane-1-gen-3`,
+        data: expect.objectContaining({ generation: 3 }),
+      }),
     );
     expect(result).toMatchObject({ processed: 20, handedOver: true });
   });

@@ -30,9 +30,14 @@ describe("supabase-js transport", () => {
     const store = new EmbeddingStore(createSupabaseApi({ url: gateway.url, serviceRoleKey: KEY }));
     await registerDocuments(store, { name: "sb_docs", table: "sb_docs" });
     const { provider } = countingProvider(8);
-    const summary = await runTarget({ store, provider }, { target: "sb_docs", batchSize: 25, parallelism: 3 });
+    const summary = await runTarget(
+      { store, provider },
+      { target: "sb_docs", batchSize: 25, parallelism: 3 },
+    );
     expect(summary.job).toMatchObject({ status: "completed", itemsTotal: 300, itemsProcessed: 300 });
-    expect(await scalar(db.api, "SELECT count(*)::int FROM sb_docs WHERE array_length(embedding, 1) = 8")).toBe(300);
+    expect(
+      await scalar(db.api, "SELECT count(*)::int FROM sb_docs WHERE array_length(embedding, 1) = 8"),
+    ).toBe(300);
     const viaRpc = await store.status("sb_docs");
     const direct = await new EmbeddingStore(db.api).status("sb_docs");
     expect(viaRpc).toEqual(direct);
@@ -40,10 +45,17 @@ describe("supabase-js transport", () => {
 
   it("surfaces SQL errors with their SQLSTATE and hint, and a wrong key as an auth error without the key", async () => {
     const store = new EmbeddingStore(createSupabaseApi({ url: gateway.url, serviceRoleKey: KEY }));
-    await expect(store.getTarget("nope")).rejects.toMatchObject({ code: "P0002", message: expect.stringContaining('unknown target "nope"') });
-    const wrong = new EmbeddingStore(createSupabaseApi({ url: gateway.url, serviceRoleKey: "wrong-key-abcdef" }));
+    await expect(store.getTarget("nope")).rejects.toMatchObject({
+      code: "P0002",
+      message: expect.stringContaining('unknown target "nope"'),
+    });
+    const wrong = new EmbeddingStore(
+      createSupabaseApi({ url: gateway.url, serviceRoleKey: "wrong-key-abcdef" }),
+    );
     const err = await wrong.listTargets().catch((e: unknown) => e as Error);
     expect(err).toBeInstanceOf(Error);
-    expect(JSON.stringify({ m: (err as Error).message, s: (err as Error).stack })).not.toContain("wrong-key-abcdef");
+    expect(JSON.stringify({ m: (err as Error).message, s: (err as Error).stack })).not.toContain(
+      "wrong-key-abcdef",
+    );
   });
 });

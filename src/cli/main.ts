@@ -5,12 +5,14 @@ import { type Config, loadConfig } from "../lib/config.js";
 import { type AppContext, openContext } from "../lib/context.js";
 import { nearestNeighbours, setUpDemoTable } from "../lib/demo.js";
 import { InputError } from "../lib/errors.js";
+import { readStatus } from "../lib/ops-status.js";
+import { OpsStore } from "../lib/ops-store.js";
 import { defaultModel, PROVIDERS, providerForTarget } from "../lib/providers/index.js";
 import { LOCAL_MODEL } from "../lib/providers/local.js";
 import { type RunProgress, type RunSummary, runTarget } from "../lib/runner.js";
 import { classifyExit, EXIT } from "./errors.js";
-import { formatStatus } from "./format.js";
 import { registerOpsCommands } from "./ops-commands.js";
+import { formatSnapshot } from "./ops-format.js";
 
 /**
  * The `embeddings` CLI. Every verb opens the configured database (DATABASE_URL, SUPABASE_URL or the
@@ -285,7 +287,7 @@ Exit codes: 0 ok, 1 the job failed, 2 bad input, 3 configuration problem (key, m
 
   program
     .command("status")
-    .description("coverage, row states and recent jobs per target")
+    .description("coverage, row states, rate, ETA, cost, health and recent jobs per target")
     .argument("[target]")
     .option("--json", "machine-readable output")
     .option("--watch [seconds]", "refresh until Ctrl-C")
@@ -293,9 +295,16 @@ Exit codes: 0 ok, 1 the job failed, 2 bad input, 3 configuration problem (key, m
       try {
         await withContext(async (ctx) => {
           const once = async () => {
-            const s = await ctx.store.status(target);
+            const s = await readStatus(
+              { store: ctx.store, ops: new OpsStore(ctx.api), prices: ctx.config.EMBEDDINGS_PRICES },
+              {
+                target,
+                thresholds: ctx.config.EMBEDDINGS_HEALTH_THRESHOLDS,
+                windowMinutes: ctx.config.EMBEDDINGS_RATE_WINDOW_MINUTES,
+              },
+            );
             if (o.watch && !o.json) process.stdout.write("\x1b[2J\x1b[H");
-            print(o.json, s, () => formatStatus(s));
+            print(o.json, s, () => formatSnapshot(s));
           };
           await once();
           if (!o.watch) return;

@@ -1,5 +1,6 @@
 import type { Config } from "../lib/config.js";
 import type { AppContext } from "../lib/context.js";
+import type { Logger } from "../lib/logger.js";
 import type { EmbeddingProvider } from "../lib/provider.js";
 import type { Target } from "../lib/store.js";
 
@@ -10,6 +11,8 @@ export interface FunctionDeps {
   context: () => Promise<AppContext>;
   providerFor: (target: Target) => EmbeddingProvider;
   limits?: Partial<Limits>;
+  /** Structured logs (pino); counts and ids only, never row content. */
+  logger?: Logger;
 }
 
 export interface Limits {

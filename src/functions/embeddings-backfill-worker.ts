@@ -1,3 +1,4 @@
+import { forWork } from "../lib/logger.js";
 import { processBatch } from "../lib/pipeline.js";
 import type { InngestClient } from "./client.js";
 import { type FunctionDeps, limitsOf } from "./deps.js";
@@ -51,6 +52,20 @@ export function embeddingsBackfillWorker(inngest: InngestClient, deps: FunctionD
               { store: ctx.store, provider: deps.providerFor(t) },
               { target: t, workerId, batchSize, jobId, leaseSeconds: deps.config.EMBEDDINGS_LEASE_SECONDS },
             );
+            if (deps.logger) {
+              forWork(deps.logger, { jobId, target, batch: n, step: `process-batch-${n}` }).info(
+                {
+                  lane,
+                  generation,
+                  claimed: b.claimed,
+                  processed: b.processed,
+                  failed: b.failed,
+                  skipped: b.skipped,
+                  tokens: b.tokens,
+                },
+                "batch done",
+              );
+            }
             const waitMs = b.nextRetryAt
               ? Math.min(Math.max(Date.parse(b.nextRetryAt) - Date.now(), 1000), 300_000)
               : 5000;

@@ -1,4 +1,5 @@
 import { NonRetriableError } from "inngest";
+import { forWork } from "../lib/logger.js";
 import { preflight } from "../lib/preflight.js";
 import type { InngestClient } from "./client.js";
 import { type FunctionDeps, limitsOf } from "./deps.js";
@@ -74,6 +75,12 @@ export function embeddingsBackfill(inngest: InngestClient, deps: FunctionDeps) {
           const problems = report.checks
             .filter((c) => c.level !== "ok")
             .map((c) => `${c.name}: ${c.message}${c.fix ? ` (fix: ${c.fix})` : ""}`);
+          if (problems.length > 0 && deps.logger) {
+            forWork(deps.logger, { jobId: job.jobId, target: data.target, step: "preflight" }).warn(
+              { problems },
+              "preflight problems",
+            );
+          }
           if (report.status === "config") {
             await ctx.store.finishJob(job.jobId, "failed", `preflight failed:\n${problems.join("\n")}`);
             throw new NonRetriableError(`preflight failed: ${problems.join("; ")}`);
@@ -110,6 +117,12 @@ export function embeddingsBackfill(inngest: InngestClient, deps: FunctionDeps) {
         mapped(attempt, async () => {
           const ctx = await deps.context();
           const j = await ctx.store.startJob(job.jobId);
+          if (deps.logger) {
+            forWork(deps.logger, { jobId: job.jobId, target: data.target, step: "start-job" }).info(
+              { itemsTotal: j.itemsTotal },
+              "backfill started",
+            );
+          }
           return { itemsTotal: j.itemsTotal, status: j.status };
         }),
       );

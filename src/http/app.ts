@@ -47,7 +47,12 @@ export function buildApp(
     return c.json(report, report.status === "ok" ? 200 : 503);
   });
 
-  registerOpsRoutes(app, deps, { inngest });
+  registerOpsRoutes(app, deps, {
+    inngest,
+    thresholds: deps.config.EMBEDDINGS_HEALTH_THRESHOLDS,
+    windowMinutes: deps.config.EMBEDDINGS_RATE_WINDOW_MINUTES,
+    logger: deps.logger,
+  });
 
   app.onError((err, c) => {
     const status = (err as { status?: number }).status;

@@ -9,8 +9,9 @@ import { errorMessage, InputError, isRetryable, RateLimitedError, TargetConfigEr
 import type { ThresholdOverrides } from "../lib/health.js";
 import { createLogger, forWork, type Logger } from "../lib/logger.js";
 import { createMetrics, type Metrics } from "../lib/metrics.js";
-import { OpsStore } from "../lib/ops-store.js";
+import { cancelJob, retryRows } from "../lib/ops-actions.js";
 import { readStatus } from "../lib/ops-status.js";
+import { OpsStore } from "../lib/ops-store.js";
 import { processBatch } from "../lib/pipeline.js";
 import { DASHBOARD_HEADERS, DASHBOARD_HTML } from "./dashboard.js";
 
@@ -56,7 +57,11 @@ export function adminAuth(token: string | undefined): MiddlewareHandler {
     if (!ok) {
       c.header("WWW-Authenticate", 'Bearer realm="embeddings-sync"');
       return c.json(
-        { error: match ? "invalid admin token" : "missing admin token: send Authorization: Bearer <EMBEDDINGS_ADMIN_TOKEN>" },
+        {
+          error: match
+            ? "invalid admin token"
+            : "missing admin token: send Authorization: Bearer <EMBEDDINGS_ADMIN_TOKEN>",
+        },
         401,
       );
     }
@@ -88,13 +93,17 @@ const INPUT_SQLSTATES = new Set(["22023", "22P02", "42P01", "42703", "22000"]);
 /** One mapping of failures to HTTP: bad input 400, unknown target/job 404, config 422, outage 503. */
 export function errorResponse(c: Context, err: unknown, logger?: Logger) {
   if (err instanceof z.ZodError) {
-    return c.json({ error: err.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ") }, 400);
+    return c.json(
+      { error: err.issues.map((i) => `${i.path.join(".") || "body"}: ${i.message}`).join("; ") },
+      400,
+    );
   }
   if (err instanceof InputError) return c.json({ error: err.message }, 400);
   if (err instanceof TargetConfigError) return c.json({ error: err.message, fix: err.fix }, 422);
   const code = (err as { code?: unknown } | null)?.code;
   const hint = (err as { hint?: unknown } | null)?.hint;
-  if (code === "P0002") return c.json({ error: errorMessage(err), ...(typeof hint === "string" ? { fix: hint } : {}) }, 404);
+  if (code === "P0002")
+    return c.json({ error: errorMessage(err), ...(typeof hint === "string" ? { fix: hint } : {}) }, 404);
   if (typeof code === "string" && INPUT_SQLSTATES.has(code)) return c.json({ error: errorMessage(err) }, 400);
   if (err instanceof RateLimitedError || isRetryable(err)) {
     const after = Math.max(Math.ceil(((err as { retryAfterMs?: number }).retryAfterMs ?? 5000) / 1000), 1);
@@ -117,7 +126,8 @@ function intQuery(c: Context, name: string, min: number, max: number): number | 
   const raw = c.req.query(name);
   if (raw === undefined || raw === "") return undefined;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) throw new InputError(`${name} must be a whole number from ${min} to ${max}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new InputError(`${name} must be a whole number from ${min} to ${max}`);
   return n;
 }
 
@@ -159,13 +169,17 @@ export function registerOpsRoutes(app: Hono, deps: FunctionDeps, options: OpsRou
       const limit = intQuery(c, "limit", 1, 1000) ?? 50;
       const only = c.req.query("target") || undefined;
       const names = only ? [only] : (await store.listTargets()).map((t) => t.name);
-      const targets = await Promise.all(names.map(async (target) => ({ target, items: await store.deadLetters(target, limit) })));
+      const targets = await Promise.all(
+        names.map(async (target) => ({ target, items: await store.deadLetters(target, limit) })),
+      );
       return c.json({ targets: targets.filter((t) => only || t.items.length > 0) });
     } catch (err) {
       return errorResponse(c, err, logger);
     }
   });
 
+  // Prometheus scrape config: authorization: { credentials: <EMBEDDINGS_ADMIN_TOKEN> }. A failed
+  // database read still answers 200 (embeddings_status_up 0) so the outage itself is a metric.
   app.get("/metrics", async (c) => {
     const { contentType, body } = await metrics.render(() => snapshot());
     return c.body(body, 200, { "content-type": contentType, "cache-control": "no-store" });
@@ -207,7 +221,14 @@ export function registerOpsRoutes(app: Hono, deps: FunctionDeps, options: OpsRou
       metrics.batchRows.inc({ target: target.name, result: "failed" }, b.failed);
       metrics.batchRows.inc({ target: target.name, result: "skipped" }, b.skipped);
       log.info(
-        { claimed: b.claimed, processed: b.processed, failed: b.failed, skipped: b.skipped, tokens: b.tokens, ms: Math.round(performance.now() - started) },
+        {
+          claimed: b.claimed,
+          processed: b.processed,
+          failed: b.failed,
+          skipped: b.skipped,
+          tokens: b.tokens,
+          ms: Math.round(performance.now() - started),
+        },
         "batch done",
       );
       return c.json({
@@ -233,44 +254,45 @@ export function registerOpsRoutes(app: Hono, deps: FunctionDeps, options: OpsRou
     }
   });
 
-  // Forces a retry. Without ids: every dead letter (up to `limit`). With ids: those rows whatever
-  // their state (failed, dead_letter, completed), or only dead-lettered ones with deadLetter: true.
-  // completed: true re-queues the rows marked completed whose embedding is NULL.
+  // Forces a retry (see retryRows): dead letters by default, given rows, or completed-but-NULL rows.
   app.post("/retry", async (c) => {
     try {
       const body = retryBody.parse(await jsonBody(c));
       const { store, ops } = await stores();
-      const { requeued } = body.completed
-        ? await ops.retryCompletedButNull(body.target, body.limit)
-        : await store.retry(body.target, {
-            ids: body.ids,
-            deadLetterOnly: body.ids ? (body.deadLetter ?? false) : true,
-            limit: body.limit,
-          });
-      forWork(logger, { target: body.target, step: "http-retry" }).info({ requeued, rows: body.ids?.length ?? 0 }, "retry requested");
-      return c.json({ target: body.target, requeued });
+      const result = await retryRows(store, ops, body);
+      forWork(logger, { target: body.target, step: "http-retry" }).info(
+        { scope: result.scope, requeued: result.requeued, ids: body.ids?.length ?? 0 },
+        "retry requested",
+      );
+      return c.json(result);
     } catch (err) {
       return errorResponse(c, err, logger);
     }
   });
 
-  // Cancels a job: marks it cancelled (final: a late failure handler cannot undo it), gives back
-  // its leases so other workers can take the rows, and tells Inngest, whose cancelOn stops the
-  // coordinator and its lanes. The event is best effort: lanes also stop on their own at the next
-  // batch, because they check the job's status first.
+  // Cancels a job (see cancelJob) and tells Inngest, whose cancelOn stops the coordinator and lanes.
   app.post("/cancel", async (c) => {
     try {
       const body = cancelBody.parse(await jsonBody(c));
       const { store } = await stores();
-      const before = await store.getJob(body.jobId);
-      if (before.status === "completed" || before.status === "failed") {
-        return c.json({ error: `job ${before.id} already ${before.status}: nothing to cancel`, job: before }, 409);
+      const configured = inngestConfigured(deps.config);
+      const result = await cancelJob(store, body.jobId, {
+        reason: "cancelled by the operator (POST /cancel)",
+        notify: configured ? (job) => sendCancelled(options.inngest, job.id) : undefined,
+      });
+      if (!result.cancelled) {
+        return c.json(
+          { error: `job ${result.jobId} already ${result.status}: nothing to cancel`, ...result },
+          409,
+        );
       }
-      const job = await store.finishJob(before.id, "cancelled", "cancelled by the operator (POST /cancel)");
-      const { released } = await store.releasePrefix(job.target, `${job.id}:`);
-      const event = await sendCancelled(options.inngest, deps, job.id);
-      forWork(logger, { jobId: job.id, target: job.target, step: "http-cancel" }).info({ released, ...event }, "job cancelled");
-      return c.json({ jobId: job.id, target: job.target, status: job.status, previousStatus: before.status, released, ...event });
+      forWork(logger, { jobId: result.jobId, target: result.target, step: "http-cancel" }).info(
+        { released: result.released, eventSent: result.eventSent, eventError: result.eventError },
+        "job cancelled",
+      );
+      return c.json(
+        configured ? result : { ...result, eventError: "Inngest is not configured (no INNGEST_EVENT_KEY)" },
+      );
     } catch (err) {
       return errorResponse(c, err, logger);
     }
@@ -282,16 +304,7 @@ export function inngestConfigured(config: FunctionDeps["config"]): boolean {
   return inngestDev(config) || Boolean(config.INNGEST_EVENT_KEY);
 }
 
-async function sendCancelled(
-  inngest: InngestClient,
-  deps: FunctionDeps,
-  jobId: string,
-): Promise<{ eventSent: boolean; eventError?: string }> {
-  if (!inngestConfigured(deps.config)) return { eventSent: false, eventError: "Inngest is not configured (no INNGEST_EVENT_KEY)" };
-  try {
-    await inngest.send(backfillCancelled.create({ jobId }, { id: `cancel-${jobId}` }));
-    return { eventSent: true };
-  } catch (err) {
-    return { eventSent: false, eventError: errorMessage(err) };
-  }
+/** Deterministic event id: a repeated cancel is one event for Inngest, not several. */
+export async function sendCancelled(inngest: Pick<InngestClient, "send">, jobId: string): Promise<void> {
+  await inngest.send(backfillCancelled.create({ jobId }, { id: `cancel-${jobId}` }));
 }

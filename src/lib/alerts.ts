@@ -52,9 +52,17 @@ export interface Alerter {
   readonly announced: HealthLevel;
 }
 
-const ICON: Record<HealthLevel, string> = { healthy: ":white_check_mark:", warning: ":warning:", critical: ":rotating_light:" };
+const ICON: Record<HealthLevel, string> = {
+  healthy: ":white_check_mark:",
+  warning: ":warning:",
+  critical: ":rotating_light:",
+};
 
-export function formatAlert(health: Health, previous: HealthLevel, options: Pick<AlerterOptions, "title" | "dashboardUrl"> = {}): string {
+export function formatAlert(
+  health: Health,
+  previous: HealthLevel,
+  options: Pick<AlerterOptions, "title" | "dashboardUrl"> = {},
+): string {
   const title = options.title ?? "embeddings-sync";
   const head =
     health.level === "healthy"
@@ -75,7 +83,11 @@ export function createAlerter(options: AlerterOptions): Alerter {
   let chain: Promise<unknown> = Promise.resolve();
 
   async function deliver(health: Health): Promise<ObserveResult> {
-    const message: AlertMessage = { level: health.level, previous: announced, text: formatAlert(health, announced, options) };
+    const message: AlertMessage = {
+      level: health.level,
+      previous: announced,
+      text: formatAlert(health, announced, options),
+    };
     try {
       const res = await fetchFn(options.webhookUrl, {
         method: "POST",
@@ -87,7 +99,10 @@ export function createAlerter(options: AlerterOptions): Alerter {
       await res.body?.cancel();
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
-      options.logger?.warn({ step: "alert", level: message.level, previous: message.previous, error }, "alert webhook delivery failed; retrying on the next check");
+      options.logger?.warn(
+        { step: "alert", level: message.level, previous: message.previous, error },
+        "alert webhook delivery failed; retrying on the next check",
+      );
       return { failed: message, error };
     }
     options.logger?.info({ step: "alert", level: message.level, previous: message.previous }, "alert sent");

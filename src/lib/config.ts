@@ -57,6 +57,38 @@ export const configSchema = z.object({
   EMBEDDINGS_RECOVERY_CRON: z.string().default("0 */6 * * *"),
   EMBEDDINGS_ADMIN_TOKEN: optionalString,
   EMBEDDINGS_ALERT_WEBHOOK_URL: optionalString.pipe(z.url().optional()),
+  EMBEDDINGS_ALERT_DEBOUNCE_SECONDS: int(0, 86_400).default(900),
+  EMBEDDINGS_ALERT_INTERVAL_SECONDS: int(10, 3600).default(60),
+  EMBEDDINGS_RATE_WINDOW_MINUTES: int(1, 10_080).default(15),
+  EMBEDDINGS_HEALTH_THRESHOLDS: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (!v) return {};
+      const threshold = z
+        .object({ warning: z.number().nonnegative(), critical: z.number().nonnegative() })
+        .partial()
+        .strict();
+      try {
+        return z
+          .object({
+            deadLetters: threshold,
+            stalledMinutes: threshold,
+            retryQueue: threshold,
+            completedButNull: threshold.pick({ warning: true }),
+          })
+          .partial()
+          .strict()
+          .parse(JSON.parse(v));
+      } catch {
+        ctx.addIssue({
+          code: "custom",
+          message:
+            'must be JSON like {"deadLetters":{"warning":1,"critical":21},"stalledMinutes":{"warning":60,"critical":360},"retryQueue":{"warning":100,"critical":501}}',
+        });
+        return z.NEVER;
+      }
+    }),
 
   INNGEST_DEV: optionalString,
   INNGEST_SIGNING_KEY: optionalString,

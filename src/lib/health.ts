@@ -99,7 +99,8 @@ export function assessHealth(input: HealthInput, thresholds: HealthThresholds = 
   const prefix = input.target ? `${input.target}: ` : "";
   const name = input.target ?? "<target>";
   const add = (code: HealthReason["code"], level: HealthLevel, message: string) => {
-    if (level !== "healthy") reasons.push({ code, level, message: `${prefix}${message}`, target: input.target });
+    if (level !== "healthy")
+      reasons.push({ code, level, message: `${prefix}${message}`, target: input.target });
   };
 
   const dl = thresholds.deadLetters;

@@ -37,24 +37,43 @@ export function createMetrics(options: { processMetrics?: boolean; prefix?: stri
 
   const up = g("status_up", "1 when the last status read from the database succeeded", []);
   const scrapeSeconds = g("status_read_seconds", "Time taken to read the status from the database", []);
-  const statusErrors = new Counter({ name: `${p}status_read_errors_total`, help: "Status reads that failed", registers });
+  const statusErrors = new Counter({
+    name: `${p}status_read_errors_total`,
+    help: "Status reads that failed",
+    registers,
+  });
   const health = g("health_level", "Service health: 0 healthy, 1 warning, 2 critical", []);
 
   const rows = g("target_rows", "Rows in the source table", ["target"]);
   const embedded = g("target_rows_embedded", "Source rows whose embedding column is set", ["target"]);
   const coverage = g("target_coverage_ratio", "Embedded rows / rows (0..1)", ["target"]);
-  const items = g("target_items", "Tracked rows by state (untracked: rows no backfill has seen yet)", ["target", "state"]);
-  const mismatch = g("target_completed_but_null_rows", "Rows marked completed whose embedding column is NULL", ["target"]);
+  const items = g("target_items", "Tracked rows by state (untracked: rows no backfill has seen yet)", [
+    "target",
+    "state",
+  ]);
+  const mismatch = g(
+    "target_completed_but_null_rows",
+    "Rows marked completed whose embedding column is NULL",
+    ["target"],
+  );
   const rate = g("target_rate_rows_per_minute", "Rows embedded per minute over the rate window", ["target"]);
-  const eta = g("target_eta_seconds", "Estimated seconds until no work is left (absent when unknown)", ["target"]);
+  const eta = g("target_eta_seconds", "Estimated seconds until no work is left (absent when unknown)", [
+    "target",
+  ]);
   const idle = g("target_idle_seconds", "Seconds due work has waited with no row embedded", ["target"]);
   const tokens = g("target_tokens", "Tokens of the embeddings currently stored", ["target"]);
   const cost = g("target_estimated_cost_usd", "Estimated cost of the stored embeddings in USD", ["target"]);
-  const targetHealth = g("target_health_level", "Target health: 0 healthy, 1 warning, 2 critical", ["target"]);
+  const targetHealth = g("target_health_level", "Target health: 0 healthy, 1 warning, 2 critical", [
+    "target",
+  ]);
 
   const jobLabels = ["target", "job_id", "kind"] as const;
   const jobTotal = g("job_items_total", "Rows a running job has to handle", jobLabels);
-  const jobDone = g("job_items_done", "Rows a running job has handled (embedded, failed or unchanged)", jobLabels);
+  const jobDone = g(
+    "job_items_done",
+    "Rows a running job has handled (embedded, failed or unchanged)",
+    jobLabels,
+  );
   const jobFailed = g("job_items_failed", "Rows a running job could not embed", jobLabels);
   const jobTokens = g("job_tokens", "Tokens a running job has used", jobLabels);
   const jobEta = g("job_eta_seconds", "Estimated seconds until a running job finishes", jobLabels);
@@ -104,7 +123,14 @@ export function createMetrics(options: { processMetrics?: boolean; prefix?: stri
       embedded.set(l, t.embedded);
       coverage.set(l, t.coverage / 100);
       for (const state of ROW_STATES) {
-        const v = { pending: t.pending, processing: t.processing, completed: t.completed, failed: t.failed, dead_letter: t.deadLetter, untracked: t.untracked }[state];
+        const v = {
+          pending: t.pending,
+          processing: t.processing,
+          completed: t.completed,
+          failed: t.failed,
+          dead_letter: t.deadLetter,
+          untracked: t.untracked,
+        }[state];
         items.set({ target: t.target, state }, v);
       }
       mismatch.set(l, t.completedButNull);

@@ -1,7 +1,13 @@
 import { estimateCostUsd } from "./cost.js";
-import { assessHealth, combineHealth, type Health, resolveThresholds, type ThresholdOverrides } from "./health.js";
+import {
+  assessHealth,
+  combineHealth,
+  type Health,
+  resolveThresholds,
+  type ThresholdOverrides,
+} from "./health.js";
 import type { OpsStore, TargetActivity, TargetRate } from "./ops-store.js";
-import type { DeadLetter, EmbeddingStore, Job, TargetStatus } from "./store.js";
+import type { EmbeddingStore, Job, TargetStatus } from "./store.js";
 
 /**
  * The one status snapshot behind GET /status, GET /metrics, the dashboard, the CLI and alerts:
@@ -76,13 +82,27 @@ function addSeconds(iso: string, seconds: number): string {
   return new Date(Date.parse(iso) + seconds * 1000).toISOString();
 }
 
-export function jobView(job: Job, now: string, prices: Record<string, number>, model: string, targetPerMinute: number): JobView {
+export function jobView(
+  job: Job,
+  now: string,
+  prices: Record<string, number>,
+  model: string,
+  targetPerMinute: number,
+): JobView {
   const done = job.itemsProcessed + job.itemsFailed + job.itemsSkipped;
   const remaining = Math.max(job.itemsTotal - done, 0);
-  const percent = job.itemsTotal > 0 ? round(Math.min((100 * done) / job.itemsTotal, 100), 2) : job.status === "completed" ? 100 : 0;
+  const percent =
+    job.itemsTotal > 0
+      ? round(Math.min((100 * done) / job.itemsTotal, 100), 2)
+      : job.status === "completed"
+        ? 100
+        : 0;
   const end = job.finishedAt ?? now;
-  const elapsedSeconds = job.startedAt ? Math.max((Date.parse(end) - Date.parse(job.startedAt)) / 1000, 0) : null;
-  const averagePerMinute = elapsedSeconds && elapsedSeconds > 0 ? round((done * 60) / elapsedSeconds, 2) : null;
+  const elapsedSeconds = job.startedAt
+    ? Math.max((Date.parse(end) - Date.parse(job.startedAt)) / 1000, 0)
+    : null;
+  const averagePerMinute =
+    elapsedSeconds && elapsedSeconds > 0 ? round((done * 60) / elapsedSeconds, 2) : null;
   let etaSeconds: number | null = null;
   if (job.status === "running") {
     // The target's recent rate follows a slowdown within minutes; the job's average is the fallback
@@ -111,7 +131,8 @@ export function targetView(
   thresholds: ThresholdOverrides = {},
 ): TargetView {
   const remaining = s.pending + s.processing + s.failed;
-  const etaSeconds = remaining === 0 ? 0 : rate.perMinute > 0 ? Math.ceil((remaining / rate.perMinute) * 60) : null;
+  const etaSeconds =
+    remaining === 0 ? 0 : rate.perMinute > 0 ? Math.ceil((remaining / rate.perMinute) * 60) : null;
   const perRow = activity.embeddedRows > 0 ? activity.tokens / activity.embeddedRows : null;
   const { jobs, ...counts } = s;
   return {
@@ -130,7 +151,8 @@ export function targetView(
     idleSeconds: activity.idleSeconds,
     tokens: activity.tokens,
     estimatedCostUsd: round(estimateCostUsd(s.model, activity.tokens, prices), 6),
-    estimatedRemainingCostUsd: perRow === null ? null : round(estimateCostUsd(s.model, perRow * remaining, prices), 6),
+    estimatedRemainingCostUsd:
+      perRow === null ? null : round(estimateCostUsd(s.model, perRow * remaining, prices), 6),
     health: assessHealth(
       {
         target: s.target,
@@ -151,7 +173,10 @@ export async function readStatus(deps: StatusDeps, options: StatusOptions = {}):
   let dbNow: string | undefined;
   const targets = await Promise.all(
     statuses.map(async (s) => {
-      const [rate, activity] = await Promise.all([deps.ops.rate(s.target, windowMinutes), deps.ops.activity(s.target)]);
+      const [rate, activity] = await Promise.all([
+        deps.ops.rate(s.target, windowMinutes),
+        deps.ops.activity(s.target),
+      ]);
       dbNow ??= activity.now;
       return targetView(s, rate, activity, deps.prices, options.thresholds);
     }),
@@ -159,22 +184,4 @@ export async function readStatus(deps: StatusDeps, options: StatusOptions = {}):
   // With no target there is no database timestamp to borrow; the local clock is only a label then.
   const generatedAt = new Date(dbNow ?? Date.now()).toISOString();
   return { generatedAt, windowMinutes, health: combineHealth(targets.map((t) => t.health)), targets };
-}
-
-export interface TargetDeadLetters {
-  target: string;
-  total: number;
-  items: DeadLetter[];
-}
-
-/** Dead letters with their errors, newest first, for the targets that have any. */
-export async function readDeadLetters(
-  store: EmbeddingStore,
-  snapshot: Pick<StatusSnapshot, "targets">,
-  limit = 50,
-): Promise<TargetDeadLetters[]> {
-  const withDead = snapshot.targets.filter((t) => t.deadLetter > 0);
-  return Promise.all(
-    withDead.map(async (t) => ({ target: t.target, total: t.deadLetter, items: await store.deadLetters(t.target, limit) })),
-  );
 }

@@ -61,9 +61,12 @@ BEGIN
   SELECT count(*), coalesce(sum(tokens), 0), max(embedded_at)
     INTO v_rows, v_tokens, v_last
     FROM public.embedding_items WHERE target_id = t.id AND tokens IS NOT NULL;
+  -- The row the next claim would take (claim order on the due index, one row read), not min()
+  -- over every due row: if that row has waited an hour, the workers have stalled.
   v_due := least(
-    (SELECT min(next_retry_at) FROM public.embedding_items
-      WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()),
+    (SELECT next_retry_at FROM public.embedding_items
+      WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()
+      ORDER BY priority DESC, next_retry_at LIMIT 1),
     (SELECT min(locked_until) FROM public.embedding_items
       WHERE target_id = t.id AND status = 'processing' AND locked_until < now()));
   RETURN jsonb_build_object(

@@ -1,0 +1,53 @@
+import type { StatusSnapshot } from "../lib/ops-status.js";
+import { bar } from "./format.js";
+
+/** Text for a status snapshot: what /status answers, for a terminal (`status`, `status --watch`). */
+
+export function formatDuration(seconds: number | null): string {
+  if (seconds === null) return "unknown (nothing embedded recently)";
+  if (seconds <= 0) return "done";
+  if (seconds < 60) return `${Math.ceil(seconds)} s`;
+  const m = Math.round(seconds / 60);
+  if (m < 60) return `${m} min`;
+  const h = Math.floor(m / 60);
+  return h < 48 ? `${h} h ${m % 60} min` : `${Math.round(h / 24)} days`;
+}
+
+const usd = (n: number | null) => (n === null ? "-" : `$${n < 0.01 && n > 0 ? n.toFixed(6) : n.toFixed(2)}`);
+
+export function formatSnapshot(s: StatusSnapshot): string {
+  if (s.targets.length === 0) {
+    return "No targets registered. Add one with: embeddings targets add <name> --table ... (see --help)";
+  }
+  const lines = [`health    ${s.health.level.toUpperCase()}`];
+  for (const r of s.health.reasons)
+    lines.push(`  ${r.level === "critical" ? "CRIT" : "WARN"}    ${r.message}`);
+  for (const t of s.targets) {
+    lines.push("");
+    lines.push(
+      `${t.target}  ${t.table}  ${t.provider}/${t.model} (${t.dimensions} dims)  [${t.health.level}]`,
+    );
+    lines.push(`  coverage  ${bar(t.coverage)} ${t.coverage}%  (${t.embedded} of ${t.total} rows embedded)`);
+    lines.push(
+      `  rows      pending ${t.pending}  processing ${t.processing}  waiting to retry ${t.failed}  dead_letter ${t.deadLetter}  untracked ${t.untracked}`,
+    );
+    lines.push(
+      `  speed     ${t.rate.perMinute} rows/min over ${t.rate.windowMinutes} min  ETA ${t.remaining === 0 ? "done" : formatDuration(t.etaSeconds)}  remaining ${t.remaining}`,
+    );
+    lines.push(
+      `  cost      ${t.tokens} tokens  ~${usd(t.estimatedCostUsd)}  to finish ~${usd(t.estimatedRemainingCostUsd)}`,
+    );
+    if (t.completedButNull > 0) {
+      lines.push(
+        `  WARNING   ${t.completedButNull} rows are marked completed but their embedding is NULL (run: embeddings retry ${t.target} --completed)`,
+      );
+    }
+    for (const j of t.jobs.slice(0, 3)) {
+      const eta = j.status === "running" ? `  ETA ${formatDuration(j.etaSeconds)}` : "";
+      lines.push(
+        `  job ${j.id.slice(0, 8)}  ${j.kind.padEnd(8)} ${j.status.padEnd(9)} ${j.done}/${j.itemsTotal} (${j.percent}%)  failed ${j.itemsFailed}  tokens ${j.tokens}${eta}${j.lastError ? `  error: ${j.lastError}` : ""}`,
+      );
+    }
+  }
+  return lines.join("\n");
+}

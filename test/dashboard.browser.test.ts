@@ -1,0 +1,143 @@
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { type ServerType, serve } from "@hono/node-server";
+import { type Browser, chromium } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildApp } from "../src/http/app.js";
+import { processBatch } from "../src/lib/pipeline.js";
+import { providerForTarget } from "../src/lib/providers/index.js";
+import { testConfig, testContext } from "./support/app.js";
+import { createDocuments, registerDocuments, scalar, type TestDb } from "./support/fixtures.js";
+import { createTestDatabase } from "./support/pg-server.js";
+
+/**
+ * The dashboard in real headless Chromium (Debian's package, driven by playwright-core), served by
+ * the real app on a real socket over a real database: a running backfill with its progress, and a
+ * retry button that re-queues a dead letter in the database. Leaves test-output/dashboard.png.
+ */
+
+const CHROMIUM = "/usr/bin/chromium";
+const hasChromium = existsSync(CHROMIUM);
+const TOKEN = "dashboard-test-token-5f2c9a";
+
+let db: TestDb;
+let drop: () => Promise<void>;
+let server: ServerType | undefined;
+let base = "";
+let browser: Browser | undefined;
+
+beforeAll(async () => {
+  if (!hasChromium) return;
+  const t = await createTestDatabase("dashboard");
+  db = t.api;
+  drop = t.drop;
+  const config = testConfig({ EMBEDDINGS_ADMIN_TOKEN: TOKEN });
+  const context = testContext(db, config);
+  const { app } = buildApp({
+    config,
+    context: async () => context,
+    providerFor: (t) => providerForTarget(t, config),
+  });
+  const port = await new Promise<number>((resolve) => {
+    server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info: AddressInfo) =>
+      resolve(info.port),
+    );
+  });
+  base = `http://127.0.0.1:${port}`;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+});
+afterAll(async () => {
+  await browser?.close();
+  await new Promise((r) => (server ? server.close(r) : r(undefined)));
+  await drop?.();
+});
+
+/** A backfill in progress: 40 of 200 rows done by a running job, two rows dead-lettered. */
+async function runningBackfill() {
+  const { store } = testContext(db, testConfig());
+  await createDocuments(db, { table: "dash_docs", rows: 200 });
+  const target = await registerDocuments(store, { name: "dash_docs", table: "dash_docs" });
+  await store.enqueue("dash_docs", null, 1000);
+  const job = await store.createJob("dash_docs", "backfill", null, { batchSize: 20 });
+  await store.startJob(job.id);
+  const provider = providerForTarget(target, testConfig());
+  for (let i = 0; i < 2; i++) {
+    await processBatch(
+      { store, provider },
+      { target, workerId: `${job.id}:lane-0`, batchSize: 20, jobId: job.id },
+    );
+  }
+  await db.exec(`UPDATE embedding_items SET status = 'dead_letter', attempts = 3, error_kind = 'permanent',
+      last_error = CASE row_id WHEN '150' THEN 'input rejected: <b>boom</b>' ELSE 'canceling statement due to statement timeout' END
+    WHERE row_id IN ('150', '151')`);
+  return { job, store };
+}
+
+describe("dashboard", () => {
+  it.skipIf(!hasChromium)(
+    `shows a running backfill and re-queues a dead letter from its retry button${hasChromium ? "" : ` (skipped: ${CHROMIUM} is not installed; apt-get install -y chromium)`}`,
+    async () => {
+      const { job } = await runningBackfill();
+      const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
+      const problems: string[] = [];
+      page.on("console", (m) => {
+        if (m.type() === "error") problems.push(m.text());
+      });
+      page.on("pageerror", (e) => problems.push(e.message));
+
+      // First visit without a token: the page asks for it, and says when it is wrong.
+      await page.goto(`${base}/`);
+      await page.locator("#login").waitFor({ state: "visible" });
+      await page.fill("#token", "not-the-token");
+      await page.click("#login-form button");
+      await expect.poll(() => page.textContent("#login-error")).toMatch(/token was refused/);
+
+      await page.goto(`${base}/?token=${TOKEN}`);
+      const card = page.locator('article[data-target="dash_docs"]');
+      await card.waitFor();
+      // The token left the address bar (history, shared links) for sessionStorage.
+      expect(page.url()).toBe(`${base}/`);
+
+      expect(await page.textContent("#overall")).toBe("warning");
+      expect(await card.locator(".coverage").textContent()).toBe("20% embedded (40 of 200 rows)");
+      const jobRow = card.locator(`tr[data-job="${job.id}"]`);
+      expect(await jobRow.textContent()).toContain("40 / 200");
+      expect(await jobRow.textContent()).toContain("20%");
+      expect(await jobRow.locator(".eta").textContent()).not.toBe("unknown");
+      expect(await card.locator("ul.reasons").textContent()).toMatch(/2 dead-lettered rows/);
+      // Errors are shown as text: markup from a row never becomes HTML.
+      expect(await card.locator('tr[data-row="150"] td.error').textContent()).toBe(
+        "input rejected: <b>boom</b>",
+      );
+      expect(await card.locator("td.error b").count()).toBe(0);
+      await mkdir(join(process.cwd(), "test-output"), { recursive: true });
+      await page.screenshot({ path: join(process.cwd(), "test-output", "dashboard.png"), fullPage: true });
+
+      await card.locator('button.retry[data-id="151"]').click();
+      await expect.poll(() => page.textContent("#notice")).toBe("Re-queued 1 row of dash_docs.");
+      const state = await scalar(db, "SELECT status FROM embedding_items WHERE row_id = '151'");
+      expect(state).toBe("pending");
+      expect(await scalar(db, "SELECT status FROM embedding_items WHERE row_id = '150'")).toBe("dead_letter");
+      await expect.poll(() => card.locator('tr[data-row="151"]').count()).toBe(0);
+      expect(await card.locator('[data-figure="dead-letter"] dd').textContent()).toBe("1");
+
+      // Scripts and styles ran under the page's Content-Security-Policy without a violation.
+      expect(problems.filter((p) => !/401/.test(p))).toEqual([]);
+      await page.close();
+    },
+  );
+});
