@@ -221,6 +221,17 @@ describe("row lifecycle", () => {
     expect(seen).toHaveLength(6);
   });
 
+  it("a row whose primary key changes is tracked under its new id only", async () => {
+    await createDocuments(db, { table: "rekey_docs", rows: 2, idType: "text" });
+    await registerDocuments(store, { name: "rekey_docs", table: "rekey_docs" });
+    await store.enqueue("rekey_docs", null, 100);
+    await db.exec("UPDATE rekey_docs SET id = 'doc-renamed' WHERE id = 'doc-1'");
+    const ids = await db.query<{ row_id: string }>(
+      "SELECT row_id FROM embedding_items i JOIN embedding_targets t ON t.id = i.target_id WHERE t.name = 'rekey_docs' ORDER BY 1",
+    );
+    expect(ids.map((r) => r.row_id)).toEqual(["doc-2", "doc-renamed"]);
+  });
+
   it("a new row is picked up by the insert trigger", async () => {
     await freshTable("insert_docs", 0);
     await db.exec("INSERT INTO insert_docs (title, body, author) VALUES ('fresh', 'row', 'me')");

@@ -135,6 +135,19 @@ CREATE OR REPLACE FUNCTION public.embedding_qualified_table(t public.embedding_t
 RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, public, pg_temp
 AS $$ SELECT format('%I.%I', t.schema_name, t.table_name) $$;
 
+-- Queues one source row: due now, attempts reset. A lease in flight is dropped, so a write of the
+-- content as it was before this change finds no lease and is discarded.
+CREATE OR REPLACE FUNCTION public.embedding_queue_row(p_target integer, p_row_id text, p_max_attempts integer)
+RETURNS void
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+  INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts)
+  VALUES (p_target, p_row_id, 'pending', coalesce(p_max_attempts, 3))
+  ON CONFLICT (target_id, row_id) DO UPDATE
+    SET status = 'pending', attempts = 0, next_retry_at = now(), locked_until = NULL, worker_id = NULL,
+        last_error = NULL, error_kind = NULL, enqueued_at = now(), updated_at = now()
+$$;
+
 -- Trigger: a new row, or a row whose content columns changed, becomes due. The WHEN clause on the
 -- update trigger (built at registration) means an update of unrelated columns or a no-op update
 -- never even calls this. TG_ARGV: target id, primary key column.
@@ -142,17 +155,9 @@ CREATE OR REPLACE FUNCTION public.embedding_on_row_change()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
 AS $$
-DECLARE
-  v_target integer := TG_ARGV[0]::integer;
-  v_row_id text := to_jsonb(NEW) ->> TG_ARGV[1];
-  v_max integer;
 BEGIN
-  SELECT max_attempts INTO v_max FROM public.embedding_targets WHERE id = v_target;
-  INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts)
-  VALUES (v_target, v_row_id, 'pending', coalesce(v_max, 3))
-  ON CONFLICT (target_id, row_id) DO UPDATE
-    SET status = 'pending', attempts = 0, next_retry_at = now(), locked_until = NULL, worker_id = NULL,
-        last_error = NULL, error_kind = NULL, enqueued_at = now(), updated_at = now();
+  PERFORM public.embedding_queue_row(TG_ARGV[0]::integer, to_jsonb(NEW) ->> TG_ARGV[1],
+    (SELECT max_attempts FROM public.embedding_targets WHERE id = TG_ARGV[0]::integer));
   RETURN NULL;
 END $$;
 
@@ -175,27 +180,13 @@ BEGIN
     IF (to_jsonb(OLD) ->> TG_ARGV[1]) IS DISTINCT FROM (to_jsonb(NEW) ->> TG_ARGV[1]) THEN
       DELETE FROM public.embedding_items WHERE target_id = t.id AND row_id = to_jsonb(OLD) ->> TG_ARGV[1];
     END IF;
-    INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts)
-    VALUES (t.id, to_jsonb(NEW) ->> TG_ARGV[1], 'pending', t.max_attempts)
-    ON CONFLICT (target_id, row_id) DO UPDATE
-      SET status = 'pending', attempts = 0, next_retry_at = now(), locked_until = NULL, worker_id = NULL,
-          last_error = NULL, error_kind = NULL, enqueued_at = now(), updated_at = now();
+    PERFORM public.embedding_queue_row(t.id, to_jsonb(NEW) ->> TG_ARGV[1], t.max_attempts);
   END IF;
   RETURN NULL;
 END $$;
 
--- Trigger: a deleted row ends its state; it is never retried.
+-- Trigger: a deleted row (or the old id of a re-keyed row) ends its state; it is never retried.
 CREATE OR REPLACE FUNCTION public.embedding_on_row_delete()
-RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
-AS $$
-BEGIN
-  DELETE FROM public.embedding_items WHERE target_id = TG_ARGV[0]::integer AND row_id = to_jsonb(OLD) ->> TG_ARGV[1];
-  RETURN NULL;
-END $$;
-
--- Trigger for a primary key change on a column-list target: forget the old id.
-CREATE OR REPLACE FUNCTION public.embedding_on_row_rekey()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
 AS $$
@@ -390,7 +381,7 @@ BEGIN
       'embedding_' || t.name || '_upd',
       (SELECT string_agg(format('%I', c), ', ') FROM unnest(p_content_columns || p_id_column) AS c),
       v_schema, v_table, v_when || format(' OR OLD.%1$I IS DISTINCT FROM NEW.%1$I', p_id_column), t.id, p_id_column);
-    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %I ON %I.%I FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION public.embedding_on_row_rekey(%L, %L)',
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %I ON %I.%I FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION public.embedding_on_row_delete(%L, %L)',
       'embedding_' || t.name || '_rekey', p_id_column, v_schema, v_table, p_id_column, p_id_column, t.id, p_id_column);
   ELSE
     EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %I.%I FOR EACH ROW EXECUTE FUNCTION public.embedding_on_row_update_expr(%L, %L)',
