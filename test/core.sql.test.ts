@@ -376,6 +376,19 @@ describe("registration", () => {
         dimensions: 8,
       }),
     ).rejects.toThrow(/content expression is not valid/);
+    await expect(
+      store.registerTarget({
+        name: "bad_expr",
+        table: "public.expr_docs",
+        idColumn: "id",
+        contentExpression: "title); DROP TABLE expr_docs; --",
+        embeddingColumn: "embedding",
+        provider: "local",
+        model: "local-ngram-v1",
+        dimensions: 8,
+      }),
+    ).rejects.toThrow(/single SQL expression/);
+    expect(await scalar(db, "SELECT count(*)::int FROM expr_docs")).toBe(2);
   });
 });
 
