@@ -105,6 +105,24 @@ describe("embeddings-backfill", () => {
     });
   });
 
+  it("walks through batches of unchanged rows without provider calls and without waiting", async () => {
+    await createDocuments(db, { table: "unchanged_bf", rows: 100 });
+    const state = { failures: 0, calls: 0 };
+    const { harness, store } = createTestApp(db, { providerFor: (_t, real) => flaky(real(), state) });
+    await registerDocuments(store, { name: "unchanged_bf", table: "unchanged_bf" });
+    await harness.send(backfillRequested.create({ target: "unchanged_bf", batchSize: 20, parallelism: 1 }));
+    await harness.runUntilIdle();
+    const embedCalls = state.calls;
+    // Everything due again, nothing changed (a webhook that fires too often).
+    await store.markPending("unchanged_bf", Array.from({ length: 100 }, (_, i) => String(i + 1)));
+    await harness.send(backfillRequested.create({ target: "unchanged_bf", batchSize: 20, parallelism: 1 }));
+    const runs = await harness.runUntilIdle();
+    const lane = runs.filter((r) => r.fnId === "embeddings-backfill-worker").at(-1)!;
+    expect(lane.status).toBe("completed");
+    expect(lane.steps.filter((s) => s.id.startsWith("wait-"))).toEqual([]);
+    expect(state.calls).toBe(embedCalls);
+  });
+
   it("rides out a step failing twice, then succeeding", async () => {
     await createDocuments(db, { table: "retry_docs", rows: 40 });
     const state = { failures: 2, calls: 0 };

@@ -106,7 +106,10 @@ describe("embeddings-backfill-worker orchestration", () => {
       events: [workerEvent],
       steps: [
         { id: "process-batch-0", handler: () => batch({}) },
-        { id: "process-batch-1", handler: () => batch({ processed: 4, claimed: 4, complete: true }) },
+        {
+          id: "process-batch-1",
+          handler: () => batch({ processed: 4, claimed: 4, touched: 4, complete: true }),
+        },
         { id: "complete-job", handler: () => ({ status: "completed" }) },
       ],
     });
@@ -119,7 +122,10 @@ describe("embeddings-backfill-worker orchestration", () => {
       function: embeddingsBackfillWorker(inngest, deps),
       events: [workerEvent],
       steps: [
-        { id: "process-batch-0", handler: () => batch({ stop: "cancelled", processed: 0, claimed: 0 }) },
+        {
+          id: "process-batch-0",
+          handler: () => batch({ stop: "cancelled", processed: 0, claimed: 0, touched: 0 }),
+        },
       ],
     });
     const { result, ctx } = await t.execute();
@@ -133,7 +139,10 @@ describe("embeddings-backfill-worker orchestration", () => {
       events: [workerEvent],
       steps: [
         { id: "process-batch-0", handler: () => batch({}) },
-        { id: "process-batch-1", handler: () => batch({ processed: 0, claimed: 0, waitMs: 5000 }) },
+        {
+          id: "process-batch-1",
+          handler: () => batch({ processed: 0, claimed: 0, touched: 0, waitMs: 5000 }),
+        },
         { id: "wait-1", handler: () => undefined },
         { id: "process-batch-2", handler: () => batch({}) },
         { id: "hand-over", handler: () => ({ ids: [] }) },

@@ -46,7 +46,15 @@ export function embeddingsBackfillWorker(inngest: InngestClient, deps: FunctionD
             // provider call.
             const job = await ctx.store.getJob(jobId);
             if (job.status !== "running")
-              return { stop: job.status, processed: 0, failed: 0, claimed: 0, complete: false, waitMs: 0 };
+              return {
+                stop: job.status,
+                processed: 0,
+                failed: 0,
+                claimed: 0,
+                touched: 0,
+                complete: false,
+                waitMs: 0,
+              };
             const t = await ctx.store.getTarget(target);
             const b = await processBatch(
               { store: ctx.store, provider: deps.providerFor(t) },
@@ -74,6 +82,7 @@ export function embeddingsBackfillWorker(inngest: InngestClient, deps: FunctionD
               processed: b.processed,
               failed: b.failed,
               claimed: b.claimed,
+              touched: b.touched,
               complete: b.complete,
               waitMs,
             };
@@ -93,7 +102,7 @@ export function embeddingsBackfillWorker(inngest: InngestClient, deps: FunctionD
           return { jobId, lane, generation, processed, failed, job: done.status };
         }
         // Nothing claimable right now: other lanes hold the rest, or rows wait for a retry backoff.
-        if (r.claimed === 0) await step.sleep(`wait-${n}`, r.waitMs);
+        if (r.touched === 0) await step.sleep(`wait-${n}`, r.waitMs);
       }
 
       await step.sendEvent(

@@ -38,13 +38,13 @@ export async function runDueBatches(
             leaseSeconds: deps.config.EMBEDDINGS_LEASE_SECONDS,
           },
         );
-        return { processed: b.processed, failed: b.failed, claimed: b.claimed };
+        return { processed: b.processed, failed: b.failed, touched: b.touched };
       }),
     );
     batches++;
     processed += r.processed;
     failed += r.failed;
-    if (r.claimed === 0) break;
+    if (r.touched === 0) break;
   }
   return { processed, failed, batches };
 }

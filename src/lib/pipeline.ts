@@ -39,6 +39,8 @@ export interface BatchResult {
   /** Rows edited while in flight: queued again, not overwritten. */
   requeued: number;
   claimed: number;
+  /** Rows this call took off the queue in any way (embedded, skipped, deleted, empty): 0 = nothing was due. */
+  touched: number;
   tokens: number;
   requests: number;
   truncated: number;
@@ -160,7 +162,13 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
     total = job.itemsTotal;
     remaining = Math.max(job.itemsTotal - job.itemsProcessed - job.itemsFailed - job.itemsSkipped, 0);
   }
-  const summary = await store.pendingSummary(target.name);
+  // A full claim means more work is likely due: skip the summary round trip (one of four per batch)
+  // and let the next claim find out. Only a short claim asks whether anything is left.
+  const touched = claim.items.length + claim.skipped + claim.deleted + claim.empty;
+  const fullClaim = touched >= options.batchSize;
+  const summary = fullClaim
+    ? { dueNow: true, inFlight: true, nextRetryAt: null }
+    : await store.pendingSummary(target.name);
   const waiting = summary.nextRetryAt !== null;
   const complete = !summary.dueNow && !summary.inFlight && !waiting;
   if (complete) remaining = 0;
@@ -170,6 +178,7 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
     skipped,
     requeued,
     claimed: claim.items.length,
+    touched,
     tokens,
     requests,
     truncated,

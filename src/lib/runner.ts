@@ -138,7 +138,7 @@ export async function runTarget(deps: PipelineDeps, options: RunOptions): Promis
       }
       if (batch.job) job = batch.job;
       options.onProgress?.({ job, batch, elapsedMs: Date.now() - started });
-      if (batch.claimed > 0) continue;
+      if (batch.touched > 0) continue;
       if (batch.complete) return;
       if (batch.nextRetryAt) {
         const wait = Date.parse(batch.nextRetryAt) - Date.now();
