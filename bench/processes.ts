@@ -22,16 +22,22 @@ export function killChildren(): void {
 export interface FakeServer {
   url: string;
   configure(behavior: Partial<FakeOpenAIBehavior>): Promise<void>;
-  stats(): Promise<FakeOpenAIStats>;
+  /** What the server saw since the last configure, and the CPU seconds it used for it. */
+  stats(): Promise<{ stats: FakeOpenAIStats; cpuSeconds: number }>;
   close(): Promise<void>;
 }
 
 export async function startFakeServer(): Promise<FakeServer> {
-  const child = fork(join(HERE, "fake-server.ts"), [], { execArgv: EXEC_ARGV, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const child = fork(join(HERE, "fake-server.ts"), [], {
+    execArgv: EXEC_ARGV,
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
   children.add(child);
   child.on("exit", () => children.delete(child));
   const url = await new Promise<string>((resolve, reject) => {
-    child.once("message", (m: { ready?: boolean; url?: string }) => (m.ready && m.url ? resolve(m.url) : reject(new Error("fake server did not start"))));
+    child.once("message", (m: { ready?: boolean; url?: string }) =>
+      m.ready && m.url ? resolve(m.url) : reject(new Error("fake server did not start")),
+    );
     child.once("exit", (code) => reject(new Error(`fake server exited with ${code}`)));
   });
   let next = 0;
@@ -52,14 +58,18 @@ export async function startFakeServer(): Promise<FakeServer> {
       await ask({ cmd: "configure", behavior });
     },
     async stats() {
-      return (await ask<{ stats: FakeOpenAIStats }>({ cmd: "stats" })).stats;
+      const { stats, cpuSeconds } = await ask<{ stats: FakeOpenAIStats; cpuSeconds: number }>({
+        cmd: "stats",
+      });
+      return { stats, cpuSeconds };
     },
     async close() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-      await ask({ cmd: "close" }).catch(() => undefined);
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
-      if (child.exitCode === null) child.kill("SIGKILL");
+      // The child answers and exits; if it is already dying, its exit is the answer.
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, 2000).unref());
+      await Promise.race([ask({ cmd: "close" }).then(() => exited), exited, timeout]).catch(() => undefined);
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     },
   };
 }

@@ -1,9 +1,10 @@
 import { writeFile } from "node:fs/promises";
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { createBenchTable, TABLE } from "./data.js";
+import { installLegacySql } from "./legacy.js";
 import { BENCH_SETTINGS, type BenchPg, startBenchPg } from "./pg.js";
 import { type FakeServer, killChildren, runWorker, startFakeServer } from "./processes.js";
 import { type Scenario, scenarios } from "./scenarios.js";
@@ -51,8 +52,64 @@ async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Pro
   }
 }
 
+/**
+ * What the scenario's database sessions are doing, sampled every 25 ms from pg_stat_activity:
+ * "CPU" (active, no wait event), "Lock:…" / "LWLock:…" (lock waits), "IO:…", "Client:ClientRead"
+ * (idle in a call: waiting for the worker). Shares of samples, summed over sessions.
+ */
+async function sampleWaits(adminUrl: string, dbName: string) {
+  const client = new pg.Client({ connectionString: adminUrl });
+  // The server may be stopping under us (Ctrl-C): the sampler just ends.
+  client.on("error", () => {});
+  await client.connect();
+  const counts: Record<string, number> = {};
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const r = await client.query<{ k: string; n: number }>(
+        `SELECT CASE WHEN state = 'active' AND wait_event IS NULL THEN 'CPU'
+                     WHEN state = 'idle' THEN 'idle (between calls)'
+                     ELSE coalesce(wait_event_type || ':' || wait_event, state) END AS k, count(*)::int AS n
+           FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend' GROUP BY 1`,
+        [dbName],
+      );
+      for (const row of r.rows) counts[row.k] = (counts[row.k] ?? 0) + row.n;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  })().catch(() => undefined);
+  let stopped: Promise<Record<string, number>> | undefined;
+  return {
+    stop() {
+      stopped ??= (async () => {
+        running = false;
+        await loop;
+        await client.end().catch(() => undefined);
+        return counts;
+      })();
+      return stopped;
+    },
+  };
+}
+
+async function waitForNoSessions(adminUrl: string, dbName: string): Promise<void> {
+  await withClient(adminUrl, async (c) => {
+    for (let i = 0; i < 100; i++) {
+      const r = await c.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1",
+        [dbName],
+      );
+      if (r.rows[0]!.n === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+}
+
 /** Every row embedded with 384 floats, nothing failed, nothing left leased. */
-async function verify(url: string, scenario: Scenario): Promise<{ embedded: number; badDims: number; failedItems: number }> {
+async function verify(
+  url: string,
+  scenario: Scenario,
+): Promise<{ embedded: number; badDims: number; failedItems: number }> {
   return withClient(url, async (c) => {
     const src = await c.query<{ embedded: number; bad: number }>(
       `SELECT count(*) FILTER (WHERE embedding IS NOT NULL)::int AS embedded,
@@ -70,12 +127,20 @@ async function verify(url: string, scenario: Scenario): Promise<{ embedded: numb
   });
 }
 
-async function runScenario(pgServer: BenchPg, fake: FakeServer, scenario: Scenario, n: number): Promise<Measured> {
+async function runScenario(
+  pgServer: BenchPg,
+  fake: FakeServer,
+  scenario: Scenario,
+  n: number,
+): Promise<Measured> {
   const dbName = `bench_${n}_${process.pid}`;
   const url = await pgServer.createDatabase(dbName);
   try {
     const loadStarted = performance.now();
-    await withClient(url, (c) => createBenchTable(c, scenario.rows));
+    await withClient(url, async (c) => {
+      await createBenchTable(c, scenario.rows);
+      if (scenario.legacy) await installLegacySql(c);
+    });
     const loadMs = performance.now() - loadStarted;
     await fake.configure({
       latencyMs: scenario.latencyMs,
@@ -85,6 +150,9 @@ async function runScenario(pgServer: BenchPg, fake: FakeServer, scenario: Scenar
     });
     // Generous: the slowest scenario (seeds' way at 1M rows is not run) takes a few minutes.
     const timeoutMs = 120_000 + scenario.rows * 2;
+    const pgCpuBefore = await pgServer.cpuSeconds();
+    const load = loadavg()[0]!;
+    const waits = await sampleWaits(pgServer.adminUrl, dbName);
     const result = await runWorker(
       {
         mode: scenario.mode,
@@ -97,12 +165,25 @@ async function runScenario(pgServer: BenchPg, fake: FakeServer, scenario: Scenar
         tpm: scenario.tpm,
         harnessConcurrency: scenario.harnessConcurrency,
         ceilingChunk: scenario.ceilingChunk,
+        legacy: scenario.legacy,
       },
       timeoutMs,
-    );
-    const provider = await fake.stats();
+    ).finally(() => waits.stop());
+    // The worker's backends exit with it; wait until the postmaster has reaped them so their CPU time counts.
+    await waitForNoSessions(pgServer.adminUrl, dbName);
+    const pgCpu = (await pgServer.cpuSeconds()) - pgCpuBefore;
+    const { stats: provider, cpuSeconds: providerCpu } = await fake.stats();
     const check = await verify(url, scenario);
-    return { scenario, result, provider, check, loadMs };
+    return {
+      scenario,
+      result,
+      provider,
+      check,
+      loadMs,
+      cpu: { worker: result.cpuSeconds, postgres: pgCpu, provider: providerCpu },
+      loadBefore: load,
+      waits: await waits.stop(),
+    };
   } finally {
     await pgServer.dropDatabase(dbName).catch(() => undefined);
   }
@@ -122,8 +203,8 @@ async function main(): Promise<void> {
   let pgServer: BenchPg | undefined;
   let fake: FakeServer | undefined;
   const cleanup = async () => {
-    killChildren();
     await fake?.close().catch(() => undefined);
+    killChildren();
     await pgServer?.stop().catch(() => undefined);
   };
   const onSignal = (signal: NodeJS.Signals) => {
@@ -156,7 +237,12 @@ async function main(): Promise<void> {
   const results = {
     command,
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version },
+    machine: {
+      cpus: cpus().length,
+      cpu: cpus()[0]?.model,
+      memoryGb: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+    },
     postgres: { version: pgServer?.version, settings: BENCH_SETTINGS },
     totalSeconds: Math.round((performance.now() - started) / 1000),
     table,

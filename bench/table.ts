@@ -11,6 +11,16 @@ export interface Measured {
   provider: FakeOpenAIStats;
   check: { embedded: number; badDims: number; failedItems: number };
   loadMs: number;
+  /**
+   * CPU seconds during the run: the worker process, the PostgreSQL server (all its processes) and
+   * the fake provider. Includes whatever setup the worker does before its clock starts (connecting,
+   * registering the target), which is small.
+   */
+  cpu: { worker: number; postgres: number; provider: number };
+  /** 1-minute load average when the scenario started: other work on this machine skews results. */
+  loadBefore: number;
+  /** pg_stat_activity samples of the scenario's sessions by state / wait event (bench/run.ts sampleWaits). */
+  waits: Record<string, number>;
 }
 
 export interface Summary {
@@ -48,7 +58,8 @@ export function summarise(m: Measured, all: readonly Measured[]): Summary {
     pctOfLimit = (100 * scenario.rows) / (allowedRowsPerSec * seconds);
   }
   const msPerBatch: Record<string, number> = {};
-  for (const [fn, t] of Object.entries(result.db)) msPerBatch[fn.replace(/^embedding_/, "")] = t.ms / Math.max(t.calls, 1);
+  for (const [fn, t] of Object.entries(result.db))
+    msPerBatch[fn.replace(/^embedding_/, "")] = t.ms / Math.max(t.calls, 1);
   if (result.provider.calls > 0) msPerBatch.provider = result.provider.ms / result.provider.calls;
   const inngest = result.inngest
     ? {
@@ -76,6 +87,7 @@ export function summarise(m: Measured, all: readonly Measured[]): Summary {
 const GROUP_TITLE: Record<Scenario["group"], string> = {
   ceiling: "raw DB ceiling (binary COPY + UPDATE join)",
   seeds: "seeds' way (UPDATE per row, 50/call)",
+  before: "pipeline before issue 6, 0 ms",
   e2e: "pipeline, 0 ms provider",
   limited: "pipeline, 300 ms, 3k RPM / 1M TPM",
   inngest: "Inngest path (executor harness)",
@@ -89,7 +101,22 @@ const fmt = (n: number | null, digits = 0) => (n === null || !Number.isFinite(n)
 const rowsLabel = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : `${n / 1000}k`);
 
 export function printTable(measured: readonly Measured[]): string {
-  const header = ["what", "rows", "batch", "par", "seconds", "rows/s", "% ceiling", "% of limit", "HTTP req", "429s", "failed", "peak RSS MB", "notes"];
+  const header = [
+    "what",
+    "rows",
+    "batch",
+    "par",
+    "seconds",
+    "rows/s",
+    "% ceiling",
+    "% of limit",
+    "HTTP req",
+    "429s",
+    "failed",
+    "peak RSS MB",
+    "CPU µs/row worker/pg/fake",
+    "notes",
+  ];
   const body = measured.map((m) => {
     const s = summarise(m, measured);
     const { scenario } = m;
@@ -116,6 +143,7 @@ export function printTable(measured: readonly Measured[]): string {
       scenario.group === "ceiling" ? "" : `${s.status429} (${s.pct429.toFixed(1)}%)`,
       String(s.failedRows),
       fmt(s.peakRssMb),
+      [m.cpu.worker, m.cpu.postgres, m.cpu.provider].map((c) => fmt((c * 1e6) / scenario.rows)).join(" / "),
       notes,
     ];
   });

@@ -1,5 +1,4 @@
 import pg from "pg";
-import { backfillRequested } from "../src/functions/events.js";
 import { loadConfig } from "../src/lib/config.js";
 import { createPostgresApi, type PostgresApi } from "../src/lib/db/postgres.js";
 import type { ApiArg } from "../src/lib/db/types.js";
@@ -8,9 +7,9 @@ import { providerForTarget } from "../src/lib/providers/index.js";
 import { runTarget } from "../src/lib/runner.js";
 import { EmbeddingStore } from "../src/lib/store.js";
 import { fakeVector } from "../test/support/fake-openai.js";
-import { createTestApp } from "../test/support/app.js";
 import { copyIn, encodeIdVectorRows } from "./copy.js";
 import { DIMENSIONS, MODEL, TABLE, TARGET } from "./data.js";
+import { LegacyStore } from "./legacy.js";
 
 /**
  * Child-process entry: runs ONE scenario in a fresh process, so the resident memory it reports is the
@@ -33,6 +32,8 @@ export interface WorkerTask {
   harnessConcurrency?: number;
   /** ceiling: rows per COPY + UPDATE transaction. */
   ceilingChunk?: number;
+  /** pipeline: write with the pre-issue-6 formatting (the SQL is swapped by bench/run.ts). */
+  legacy?: boolean;
 }
 
 export interface TimedCalls {
@@ -50,6 +51,8 @@ export interface WorkerResult {
   requests: number;
   peakRssMb: number;
   startRssMb: number;
+  /** CPU seconds (user + system) this worker process used during the measured run. */
+  cpuSeconds: number;
   /** [fraction of rows done, rss MB] samples, for the flat-memory check. */
   rssByProgress: [number, number][];
   db: Record<string, TimedCalls>;
@@ -67,6 +70,7 @@ function rssMb(): number {
 /** Samples rss every 50 ms: a cheap call (reads /proc), so it does not disturb the run. */
 function memorySampler(rows: number) {
   const start = rssMb();
+  const cpuStart = process.cpuUsage();
   let peak = start;
   let done = 0;
   const byProgress: [number, number][] = [];
@@ -88,7 +92,8 @@ function memorySampler(rows: number) {
     stop() {
       clearInterval(timer);
       peak = Math.max(peak, rssMb());
-      return { peak, byProgress };
+      const cpu = process.cpuUsage(cpuStart);
+      return { peak, byProgress, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
     },
   };
 }
@@ -104,7 +109,8 @@ function timedApi(api: PostgresApi, into: Record<string, TimedCalls>): PostgresA
       try {
         return await api.call<T>(fn, args);
       } finally {
-        const entry = (into[fn] ??= { calls: 0, ms: 0 });
+        into[fn] ??= { calls: 0, ms: 0 };
+        const entry = into[fn];
         entry.calls++;
         entry.ms += performance.now() - t0;
       }
@@ -164,8 +170,11 @@ async function runPipeline(task: WorkerTask): Promise<WorkerResult> {
   const db: Record<string, TimedCalls> = {};
   const provider: TimedCalls = { calls: 0, ms: 0 };
   // One connection per worker plus one spare: a worker never waits for a connection.
-  const api = timedApi(createPostgresApi({ connectionString: task.dbUrl, poolSize: task.parallelism + 1 }), db);
-  const store = new EmbeddingStore(api);
+  const api = timedApi(
+    createPostgresApi({ connectionString: task.dbUrl, poolSize: task.parallelism + 1 }),
+    db,
+  );
+  const store = task.legacy ? new LegacyStore(api) : new EmbeddingStore(api);
   try {
     const target = await registerTarget(store);
     const embedder = timedProvider(providerForTarget(target, config), provider);
@@ -187,7 +196,7 @@ async function runPipeline(task: WorkerTask): Promise<WorkerResult> {
       },
     );
     const elapsedMs = performance.now() - started;
-    const { peak, byProgress } = mem.stop();
+    const { peak, byProgress, cpuSeconds } = mem.stop();
     return {
       elapsedMs,
       seedMs,
@@ -197,6 +206,7 @@ async function runPipeline(task: WorkerTask): Promise<WorkerResult> {
       requests: summary.job.requests,
       peakRssMb: peak,
       startRssMb: mem.start,
+      cpuSeconds,
       rssByProgress: byProgress,
       db,
       provider,
@@ -249,17 +259,18 @@ async function runSeeds(task: WorkerTask): Promise<WorkerResult> {
       for (const [i, row] of rows.entries()) {
         const outcome = result.outcomes[i]!;
         if (!outcome.ok) continue;
-        await timed("update", `UPDATE public.${TABLE} SET embedding = translate($1, '[]', '{}')::real[] WHERE id = $2`, [
-          JSON.stringify(Array.from(outcome.vector)),
-          row.id,
-        ]);
+        await timed(
+          "update",
+          `UPDATE public.${TABLE} SET embedding = translate($1, '[]', '{}')::real[] WHERE id = $2`,
+          [JSON.stringify(Array.from(outcome.vector)), row.id],
+        );
         processed++;
       }
       mem.progress(rows.length);
       last = Number(rows.at(-1)!.id);
     }
     const elapsedMs = performance.now() - started;
-    const { peak, byProgress } = mem.stop();
+    const { peak, byProgress, cpuSeconds } = mem.stop();
     return {
       elapsedMs,
       seedMs: 0,
@@ -269,6 +280,7 @@ async function runSeeds(task: WorkerTask): Promise<WorkerResult> {
       requests,
       peakRssMb: peak,
       startRssMb: mem.start,
+      cpuSeconds,
       rssByProgress: byProgress,
       db,
       provider: providerTime,
@@ -298,6 +310,10 @@ async function runCeiling(task: WorkerTask): Promise<WorkerResult> {
       const data = encodeIdVectorRows(ids, (i) => fakeVector(MODEL, String(ids[i]), DIMENSIONS));
       const t0 = performance.now();
       await client.query("BEGIN");
+      // The temporary table has no statistics: left alone, the planner hashes the whole target table
+      // for every chunk (~0.65 s per 10k rows at 1M rows, growing with the table). Index probes per
+      // row are the fastest plan at every size (~0.14 s per 10k rows at 1M).
+      await client.query("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off");
       await client.query("CREATE TEMP TABLE bench_vectors (id bigint, embedding real[]) ON COMMIT DROP");
       await copyIn(client, "COPY bench_vectors (id, embedding) FROM STDIN (FORMAT binary)", data);
       const t1 = performance.now();
@@ -315,7 +331,7 @@ async function runCeiling(task: WorkerTask): Promise<WorkerResult> {
       chunks++;
       mem.progress(ids.length);
     }
-    const { peak, byProgress } = mem.stop();
+    const { peak, byProgress, cpuSeconds } = mem.stop();
     return {
       elapsedMs,
       seedMs: 0,
@@ -325,6 +341,7 @@ async function runCeiling(task: WorkerTask): Promise<WorkerResult> {
       requests: 0,
       peakRssMb: peak,
       startRssMb: mem.start,
+      cpuSeconds,
       rssByProgress: byProgress,
       db,
       provider: { calls: 0, ms: 0 },
@@ -342,9 +359,15 @@ async function runCeiling(task: WorkerTask): Promise<WorkerResult> {
  * not spent in the database or the provider is the SDK's per-step overhead.
  */
 async function runInngest(task: WorkerTask): Promise<WorkerResult> {
+  // Imported here only: Inngest, Hono and the harness add ~30 MB that the other modes should not carry.
+  const { createTestApp } = await import("../test/support/app.js");
+  const { backfillRequested } = await import("../src/functions/events.js");
   const db: Record<string, TimedCalls> = {};
   const provider: TimedCalls = { calls: 0, ms: 0 };
-  const api = timedApi(createPostgresApi({ connectionString: task.dbUrl, poolSize: task.parallelism + 2 }), db);
+  const api = timedApi(
+    createPostgresApi({ connectionString: task.dbUrl, poolSize: task.parallelism + 2 }),
+    db,
+  );
   const env = {
     OPENAI_API_KEY: API_KEY,
     OPENAI_BASE_URL: task.fakeUrl,
@@ -364,9 +387,10 @@ async function runInngest(task: WorkerTask): Promise<WorkerResult> {
       concurrency: task.harnessConcurrency ?? 1,
     });
     const elapsedMs = performance.now() - started;
-    const { peak, byProgress } = mem.stop();
+    const { peak, byProgress, cpuSeconds } = mem.stop();
     const failedRuns = runs.filter((r) => r.status !== "completed");
-    if (failedRuns.length > 0) throw new Error(`inngest runs did not complete: ${JSON.stringify(failedRuns[0]?.error)}`);
+    if (failedRuns.length > 0)
+      throw new Error(`inngest runs did not complete: ${JSON.stringify(failedRuns[0]?.error)}`);
     const coordinator = runs.find((r) => r.fnId === "embeddings-backfill")!;
     const jobId = (coordinator.output as { jobId: string }).jobId;
     const job = await app.store.getJob(jobId);
@@ -382,6 +406,7 @@ async function runInngest(task: WorkerTask): Promise<WorkerResult> {
       requests: job.requests,
       peakRssMb: peak,
       startRssMb: mem.start,
+      cpuSeconds,
       rssByProgress: byProgress,
       db,
       provider,

@@ -114,7 +114,10 @@ describe("embeddings-backfill", () => {
     await harness.runUntilIdle();
     const embedCalls = state.calls;
     // Everything due again, nothing changed (a webhook that fires too often).
-    await store.markPending("unchanged_bf", Array.from({ length: 100 }, (_, i) => String(i + 1)));
+    await store.markPending(
+      "unchanged_bf",
+      Array.from({ length: 100 }, (_, i) => String(i + 1)),
+    );
     await harness.send(backfillRequested.create({ target: "unchanged_bf", batchSize: 20, parallelism: 1 }));
     const runs = await harness.runUntilIdle();
     const lane = runs.filter((r) => r.fnId === "embeddings-backfill-worker").at(-1)!;

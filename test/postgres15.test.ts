@@ -104,7 +104,7 @@ describe.skipIf(!available)("PostgreSQL 15 (Debian), migrated with plain psql", 
     expect(target.embeddingKind).toBe("double precision[]");
     await store.enqueue("pg15_docs", null, 1000);
     const { provider } = countingProvider(8);
-    const r = await processBatch({ store, provider }, { target, workerId: "w", batchSize: 50 });
+    const r = await processBatch({ store, provider }, { target, workerId: "w", batchSize: 100 });
     expect(r).toMatchObject({ processed: 50, complete: true });
     expect(
       await scalar(api!, "SELECT count(*)::int FROM pg15_docs WHERE array_length(embedding, 1) = 8"),

@@ -23,12 +23,16 @@ describe("formatVector", () => {
     }
     const parsed = parseVector(formatVector(Float32Array.from(values)));
     expect(parsed).toHaveLength(values.length);
-    const mismatches = values.filter((v, i) => Math.fround(parsed[i]!) !== v && !(v === 0 && parsed[i] === 0));
+    const mismatches = values.filter(
+      (v, i) => Math.fround(parsed[i]!) !== v && !(v === 0 && parsed[i] === 0),
+    );
     expect(mismatches).toEqual([]);
   });
 
   it("round-trips typical unit-vector components, powers of ten and their neighbours", () => {
-    const edge = [0, -0, 1, -1, 0.1, 0.01, 1e-6, 9.99999e-7, 1e-45, 3.4028234663852886e38, 123456789, 0.30000001192092896];
+    const edge = [
+      0, -0, 1, -1, 0.1, 0.01, 1e-6, 9.99999e-7, 1e-45, 3.4028234663852886e38, 123456789, 0.30000001192092896,
+    ];
     const values = Float32Array.from([...edge, ...Array.from({ length: 2000 }, (_, i) => Math.sin(i) / 20)]);
     const parsed = parseVector(formatVector(values));
     for (const [i, v] of values.entries()) expect(Math.fround(parsed[i]!)).toBe(v === 0 ? 0 : v);

@@ -1,0 +1,54 @@
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type pg from "pg";
+import { MIGRATIONS_DIR } from "../src/lib/db/migrate.js";
+import { EmbeddingStore, type WriteItem, type WriteResult } from "../src/lib/store.js";
+
+/**
+ * The pipeline as it was before issue 6, for before/after numbers measured in the same run on the
+ * same rows: the claim and write functions of the core migration (which 20261123030000_perf.sql
+ * replaces) and the toPrecision vector formatting that src/lib/vector.ts replaced.
+ */
+
+const CORE_MIGRATION = "20261123010000_embedding_core.sql";
+
+/** The function's CREATE statement, cut from the core migration as it stands. */
+function extractFunction(sql: string, name: string): string {
+  const start = sql.indexOf(`CREATE OR REPLACE FUNCTION public.${name}(`);
+  const end = start < 0 ? -1 : sql.indexOf("END $$;", start);
+  if (start < 0 || end < 0) throw new Error(`bench/legacy: ${name} not found in ${CORE_MIGRATION}`);
+  return sql.slice(start, end + "END $$;".length);
+}
+
+/** Puts the core migration's embedding_claim and embedding_write back into one scenario database. */
+export async function installLegacySql(client: pg.Client): Promise<void> {
+  const core = await readFile(join(MIGRATIONS_DIR, CORE_MIGRATION), "utf8");
+  for (const fn of ["embedding_claim", "embedding_write"]) await client.query(extractFunction(core, fn));
+}
+
+/** src/lib/vector.ts formatVector before issue 6. */
+export function legacyFormatVector(vector: ArrayLike<number>): string {
+  let out = "[";
+  for (let i = 0; i < vector.length; i++) {
+    const v = vector[i]!;
+    if (!Number.isFinite(v)) throw new RangeError(`vector component ${i} is not a finite number (${v})`);
+    if (i > 0) out += ",";
+    out += v === 0 ? "0" : Number(v.toPrecision(9)).toString();
+  }
+  return `${out}]`;
+}
+
+/** The store with its write() as before issue 6 (same call, old formatting). */
+export class LegacyStore extends EmbeddingStore {
+  override write(target: string, worker: string, items: readonly WriteItem[]): Promise<WriteResult> {
+    return this.api.call<WriteResult>("embedding_write", {
+      p_target: target,
+      p_worker: worker,
+      p_ids: items.map((i) => i.id),
+      p_hashes: items.map((i) => i.hash),
+      p_vectors: items.map((i) => legacyFormatVector(i.vector)),
+      p_tokens: items.map((i) => i.tokens ?? null),
+      p_truncated: items.map((i) => (i.truncated ? "true" : "false")),
+    });
+  }
+}
