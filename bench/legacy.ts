@@ -1,28 +1,28 @@
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type pg from "pg";
-import { MIGRATIONS_DIR } from "../src/lib/db/migrate.js";
 import { EmbeddingStore, type WriteItem, type WriteResult } from "../src/lib/store.js";
 
 /**
  * The pipeline as it was before issue 6, for before/after numbers measured in the same run on the
- * same rows: the claim and write functions of the core migration (which 20261123030000_perf.sql
- * replaces) and the toPrecision vector formatting that src/lib/vector.ts replaced.
+ * same rows: the claim and write functions as they were before (bench/legacy-claim-write.sql) and
+ * the toPrecision vector formatting that src/lib/vector.ts replaced.
  */
 
-const CORE_MIGRATION = "20261123010000_embedding_core.sql";
+const LEGACY_SQL = join(dirname(fileURLToPath(import.meta.url)), "legacy-claim-write.sql");
 
-/** The function's CREATE statement, cut from the core migration as it stands. */
+/** The function's CREATE statement, cut from the legacy SQL file. */
 function extractFunction(sql: string, name: string): string {
   const start = sql.indexOf(`CREATE OR REPLACE FUNCTION public.${name}(`);
   const end = start < 0 ? -1 : sql.indexOf("END $$;", start);
-  if (start < 0 || end < 0) throw new Error(`bench/legacy: ${name} not found in ${CORE_MIGRATION}`);
+  if (start < 0 || end < 0) throw new Error(`bench/legacy: ${name} not found in ${LEGACY_SQL}`);
   return sql.slice(start, end + "END $$;".length);
 }
 
-/** Puts the core migration's embedding_claim and embedding_write back into one scenario database. */
+/** Puts the old embedding_claim and embedding_write back into one scenario database. */
 export async function installLegacySql(client: pg.Client): Promise<void> {
-  const core = await readFile(join(MIGRATIONS_DIR, CORE_MIGRATION), "utf8");
+  const core = await readFile(LEGACY_SQL, "utf8");
   for (const fn of ["embedding_claim", "embedding_write"]) await client.query(extractFunction(core, fn));
 }
 
