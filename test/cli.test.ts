@@ -1,35 +1,12 @@
-import { execFile, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCli as cli, spawnCli } from "./support/cli.js";
 import { createDocuments, scalar, type TestDb } from "./support/fixtures.js";
 import { createTestDatabase } from "./support/pg-server.js";
 
 /** The `embeddings` CLI as a user runs it: a real child process, real databases, exit codes. */
-
-const run = promisify(execFile);
-const BIN = join(import.meta.dirname, "..", "bin", "embeddings.js");
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function cli(args: string[], env: Record<string, string>): Promise<Result> {
-  try {
-    const r = await run(process.execPath, [BIN, ...args], {
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", ...env },
-      timeout: 120_000,
-    });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === "number" ? e.code : -1, stdout: e.stdout ?? "", stderr: e.stderr ?? "" };
-  }
-}
 
 let db: TestDb;
 let url: string;
@@ -114,25 +91,16 @@ describe("embeddings CLI", () => {
       ],
       env,
     );
-    const child = spawn(
-      process.execPath,
-      [BIN, "run", "sigint_docs", "--batch-size", "20", "--parallelism", "1", "--json"],
-      {
-        env: { PATH: process.env.PATH ?? "", ...env },
-      },
-    );
-    let stdout = "";
-    child.stdout.on("data", (d) => {
-      stdout += d;
-    });
-    // Interrupt once rows are being written.
-    for (let i = 0; i < 200; i++) {
+    const run = spawnCli(["run", "sigint_docs", "--batch-size", "20", "--parallelism", "1", "--json"], env);
+    // Interrupt once rows are being written, however long the process takes to get there.
+    while (
+      (await scalar<number>(db, "SELECT count(*)::int FROM sigint_docs WHERE embedding IS NOT NULL")) === 0
+    ) {
+      if (run.child.exitCode !== null) throw new Error(`run exited before writing a row: ${run.stderr}`);
       await new Promise((r) => setTimeout(r, 100));
-      if ((await scalar<number>(db, "SELECT count(*)::int FROM sigint_docs WHERE embedding IS NOT NULL")) > 0)
-        break;
     }
-    child.kill("SIGINT");
-    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    run.child.kill("SIGINT");
+    const { code, stdout } = await run.exited;
     expect(code).toBe(130);
     expect(JSON.parse(stdout).job).toMatchObject({ status: "cancelled" });
     const [s] = (await db.call("embedding_status", { p_target: "sigint_docs" })) as {
@@ -153,7 +121,7 @@ describe("embeddings CLI", () => {
     expect(await scalar(db, "SELECT count(*)::int FROM sigint_docs WHERE embedding IS NOT NULL")).toBe(
       12_000,
     );
-  }, 120_000);
+  });
 
   it("answers bad input with exit code 2 and a message naming the problem and the fix", async () => {
     const env = { DATABASE_URL: url };
@@ -221,5 +189,5 @@ describe("embeddings CLI", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  }, 120_000);
+  });
 });

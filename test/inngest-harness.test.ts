@@ -203,10 +203,8 @@ describe("inngest harness", () => {
     ]);
 
     await harness.send({ name: "toy/rl" });
-    const started = Date.now();
     const run = only(await harness.runUntilIdle(), "rate-limited");
 
-    expect(Date.now() - started).toBeLessThan(5_000);
     expect(run.status).toBe("completed");
     expect(run.output).toBe("embedded");
     expect(step(run, "call-provider")?.retryAfter).toEqual(["30"]);

@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
@@ -15,6 +14,7 @@ import type { EmbeddingProvider } from "../src/lib/provider.js";
 import { providerForTarget } from "../src/lib/providers/index.js";
 import { runTarget } from "../src/lib/runner.js";
 import { testConfig, testContext } from "./support/app.js";
+import { runCli } from "./support/cli.js";
 import { createDocuments, registerDocuments, scalar, type TestDb } from "./support/fixtures.js";
 import { createTestDatabase } from "./support/pg-server.js";
 
@@ -304,19 +304,7 @@ describe("status text", () => {
 });
 
 describe("the real binary", () => {
-  const bin = join(process.cwd(), "node_modules", ".bin", "tsx");
-  const run = (args: string[], env: Record<string, string>) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        bin,
-        ["src/cli/main.ts", ...args],
-        {
-          env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", LOG_LEVEL: "silent", ...env },
-          timeout: 25_000,
-        },
-        (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
-      );
-    });
+  const run = runCli;
 
   it("documents exit codes in every verb's help, and exits with them", async () => {
     const dataDir = await mkdtemp(join(tmpdir(), "ops-cli-"));

@@ -254,14 +254,13 @@ describe("OpenAI provider over real HTTP", () => {
 
   it("maps a hung request to TransientError through the client timeout", async () => {
     fake.setBehavior({ hang: true });
-    const started = Date.now();
+    // The fake never answers: only the client's own timeout can end this call.
     const err = await provider({ timeoutMs: 200 })
       .embed(["x"])
       .catch((e: unknown) => e);
 
     expect(err).toBeInstanceOf(TransientError);
     expect((err as Error).message).toMatch(/timed out/);
-    expect(Date.now() - started).toBeLessThan(2000);
   });
 
   it("passes a caller's abort through untouched instead of calling it a provider failure", async () => {
