@@ -2,7 +2,8 @@ import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type pg from "pg";
-import { EmbeddingStore, type WriteItem, type WriteResult } from "../src/lib/store.js";
+import { EmbeddingStore } from "../src/lib/db/store.js";
+import type { WriteItem, WriteResult } from "../src/lib/types.js";
 
 /**
  * The pipeline as it was before issue 6, for before/after numbers measured in the same run on the

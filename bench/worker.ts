@@ -1,11 +1,11 @@
 import pg from "pg";
 import { loadConfig } from "../src/lib/config.js";
+import { runTarget } from "../src/lib/core/runner.js";
 import { createPostgresApi, type PostgresApi } from "../src/lib/db/postgres.js";
+import { EmbeddingStore } from "../src/lib/db/store.js";
 import type { ApiArg } from "../src/lib/db/types.js";
-import type { EmbeddingProvider } from "../src/lib/provider.js";
 import { providerForTarget } from "../src/lib/providers/index.js";
-import { runTarget } from "../src/lib/runner.js";
-import { EmbeddingStore } from "../src/lib/store.js";
+import type { EmbeddingProvider } from "../src/lib/providers/provider.js";
 import { fakeVector } from "../test/support/fake-openai.js";
 import { copyIn, encodeIdVectorRows } from "./copy.js";
 import { DIMENSIONS, MODEL, TABLE, TARGET } from "./data.js";

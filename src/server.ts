@@ -1,12 +1,11 @@
 import { serve } from "@hono/node-server";
 import { createInngestClient } from "./functions/client.js";
 import { buildApp } from "./http/app.js";
-import { createAlerter, startAlertMonitor } from "./lib/alerts.js";
 import { loadConfig } from "./lib/config.js";
 import { type AppContext, openContext } from "./lib/context.js";
 import { createLogger } from "./lib/logger.js";
-import { readStatus } from "./lib/ops-status.js";
-import { OpsStore } from "./lib/ops-store.js";
+import { createAlerter, startAlertMonitor } from "./lib/ops/alerts.js";
+import { readStatus } from "./lib/ops/status.js";
 import { providerForTarget } from "./lib/providers/index.js";
 
 /**
@@ -46,7 +45,7 @@ const monitor = config.EMBEDDINGS_ALERT_WEBHOOK_URL
       check: async () => {
         const c = await getContext();
         const snapshot = await readStatus(
-          { store: c.store, ops: new OpsStore(c.api), prices: config.EMBEDDINGS_PRICES },
+          { store: c.store, prices: config.EMBEDDINGS_PRICES },
           {
             thresholds: config.EMBEDDINGS_HEALTH_THRESHOLDS,
             windowMinutes: config.EMBEDDINGS_RATE_WINDOW_MINUTES,

@@ -1,9 +1,8 @@
 import { createServer, type Server } from "node:http";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createAlerter, startAlertMonitor } from "../src/lib/alerts.js";
-import type { Health, HealthLevel } from "../src/lib/health.js";
-import { readStatus } from "../src/lib/ops-status.js";
-import { OpsStore } from "../src/lib/ops-store.js";
+import { createAlerter, startAlertMonitor } from "../src/lib/ops/alerts.js";
+import type { Health, HealthLevel } from "../src/lib/ops/health.js";
+import { readStatus } from "../src/lib/ops/status.js";
 import { testConfig, testContext } from "./support/app.js";
 import { createDocuments, registerDocuments, type TestDb } from "./support/fixtures.js";
 import { createTestDatabase } from "./support/pg-server.js";
@@ -154,7 +153,7 @@ describe("alert monitor over real row states", () => {
     await registerDocuments(ctx.store, { name: "alert_docs", table: "alert_docs" });
     await ctx.store.enqueue("alert_docs", null, 1000);
     await db.exec("UPDATE embedding_items SET next_retry_at = now() + interval '1 hour'");
-    const deps = { store: ctx.store, ops: new OpsStore(ctx.api), prices: {} };
+    const deps = { store: ctx.store, prices: {} };
     const monitor = startAlertMonitor({
       alerter: createAlerter({ webhookUrl: url, debounceMs: 0 }),
       check: async () => (await readStatus(deps)).health,

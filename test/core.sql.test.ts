@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { processBatch } from "../src/lib/core/batch.js";
 import { applyMigrations, loadMigrations } from "../src/lib/db/migrate.js";
-import { processBatch } from "../src/lib/pipeline.js";
-import { EmbeddingStore } from "../src/lib/store.js";
+import { EmbeddingStore } from "../src/lib/db/store.js";
 import {
   countingProvider,
   createDocuments,

@@ -6,7 +6,7 @@ import { type ServerType, serve } from "@hono/node-server";
 import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../src/http/app.js";
-import { processBatch } from "../src/lib/pipeline.js";
+import { processBatch } from "../src/lib/core/batch.js";
 import { providerForTarget } from "../src/lib/providers/index.js";
 import { testConfig, testContext } from "./support/app.js";
 import { createDocuments, registerDocuments, scalar, type TestDb } from "./support/fixtures.js";

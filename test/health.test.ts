@@ -5,7 +5,7 @@ import {
   DEFAULT_THRESHOLDS,
   type HealthInput,
   resolveThresholds,
-} from "../src/lib/health.js";
+} from "../src/lib/ops/health.js";
 
 /** Health levels as pure functions of the figures: every threshold on both sides. */
 

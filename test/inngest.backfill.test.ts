@@ -3,7 +3,7 @@ import { DEFAULT_LIMITS } from "../src/functions/deps.js";
 import { backfillCancelled, backfillRequested } from "../src/functions/events.js";
 import { INNGEST_MAX_EVENTS_PER_SEND, INNGEST_MAX_STEPS, planBackfill } from "../src/functions/plan.js";
 import { TransientError } from "../src/lib/errors.js";
-import type { EmbeddingProvider } from "../src/lib/provider.js";
+import type { EmbeddingProvider } from "../src/lib/providers/provider.js";
 import { createTestApp } from "./support/app.js";
 import { createDocuments, registerDocuments, scalar, type TestDb } from "./support/fixtures.js";
 import { createTestDatabase } from "./support/pg-server.js";

@@ -4,15 +4,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { classifyExit, EXIT } from "../src/cli/errors.js";
+import { classifyExit, EXIT } from "../src/cli/exit.js";
 import { type OpsHelpers, registerOpsCommands } from "../src/cli/ops-commands.js";
 import { formatSnapshot } from "../src/cli/ops-format.js";
+import { runTarget } from "../src/lib/core/runner.js";
 import { TransientError } from "../src/lib/errors.js";
-import { readStatus } from "../src/lib/ops-status.js";
-import { OpsStore } from "../src/lib/ops-store.js";
-import type { EmbeddingProvider } from "../src/lib/provider.js";
+import { readStatus } from "../src/lib/ops/status.js";
 import { providerForTarget } from "../src/lib/providers/index.js";
-import { runTarget } from "../src/lib/runner.js";
+import type { EmbeddingProvider } from "../src/lib/providers/provider.js";
 import { testConfig, testContext } from "./support/app.js";
 import { runCli } from "./support/cli.js";
 import { createDocuments, registerDocuments, scalar, type TestDb } from "./support/fixtures.js";
@@ -290,10 +289,7 @@ describe("doctor", () => {
 describe("status text", () => {
   it("answers how far, how fast and when, for a terminal", async () => {
     const ctx = testContext(db, testConfig());
-    const snapshot = await readStatus(
-      { store: ctx.store, ops: new OpsStore(ctx.api), prices: {} },
-      { target: "cli_docs" },
-    );
+    const snapshot = await readStatus({ store: ctx.store, prices: {} }, { target: "cli_docs" });
     const text = formatSnapshot(snapshot);
     expect(text).toMatch(/^health {4}(HEALTHY|WARNING|CRITICAL)/);
     expect(text).toMatch(/cli_docs {2}public\.cli_docs {2}local\/local-ngram-v1 \(8 dims\)/);

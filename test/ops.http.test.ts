@@ -6,13 +6,13 @@ import { createInngestClient } from "../src/functions/client.js";
 import type { FunctionDeps } from "../src/functions/deps.js";
 import { buildApp } from "../src/http/app.js";
 import { OPS_PATHS, registerOpsRoutes } from "../src/http/ops.js";
+import type { EmbeddingStore } from "../src/lib/db/store.js";
 import { createLogger } from "../src/lib/logger.js";
-import { readStatus, type StatusSnapshot } from "../src/lib/ops-status.js";
-import { OpsStore } from "../src/lib/ops-store.js";
-import type { EmbeddingProvider } from "../src/lib/provider.js";
+import { readStatus, type StatusSnapshot } from "../src/lib/ops/status.js";
 import { providerForTarget } from "../src/lib/providers/index.js";
 import { LOCAL_MODEL } from "../src/lib/providers/local.js";
-import type { EmbeddingStore, Target } from "../src/lib/store.js";
+import type { EmbeddingProvider } from "../src/lib/providers/provider.js";
+import type { Target } from "../src/lib/types.js";
 import { testConfig, testContext } from "./support/app.js";
 import {
   countingProvider,
@@ -336,7 +336,7 @@ describe("health levels through /status, at each threshold", () => {
     await table("h_override", 5);
     await setState("h_override", 1, 2, "status = 'dead_letter'");
     const ctx = testContext(db, testConfig());
-    const deps = { store: ctx.store, ops: new OpsStore(ctx.api), prices: {} };
+    const deps = { store: ctx.store, prices: {} };
     expect((await readStatus(deps, { target: "h_override" })).health.level).toBe("warning");
     const lenient = await readStatus(deps, {
       target: "h_override",

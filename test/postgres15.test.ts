@@ -3,10 +3,10 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { processBatch } from "../src/lib/core/batch.js";
 import { loadMigrations, MIGRATIONS_DIR } from "../src/lib/db/migrate.js";
 import { createPostgresApi, type PostgresApi } from "../src/lib/db/postgres.js";
-import { processBatch } from "../src/lib/pipeline.js";
-import { EmbeddingStore } from "../src/lib/store.js";
+import { EmbeddingStore } from "../src/lib/db/store.js";
 import { countingProvider, createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
 import { type Cluster, startCluster } from "./support/pg-cluster.js";
 

@@ -5,10 +5,10 @@ import {
   TargetConfigError,
   TransientError,
 } from "../src/lib/errors.js";
-import type { EmbedBatchResult, EmbeddingProvider } from "../src/lib/provider.js";
 import { createOpenAIProvider, type OpenAIProviderOptions } from "../src/lib/providers/openai.js";
+import type { EmbedBatchResult, EmbeddingProvider } from "../src/lib/providers/provider.js";
+import { createRateGovernor } from "../src/lib/providers/rate-governor.js";
 import { countTokens } from "../src/lib/providers/tokenizer.js";
-import { createRateGovernor } from "../src/lib/rate-governor.js";
 import {
   type FakeOpenAI,
   type FakeOpenAIBehavior,

@@ -1,5 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { createRateGovernor, parseResetDuration, retryAfterMsFromHeaders } from "../src/lib/rate-governor.js";
+import {
+  createRateGovernor,
+  parseResetDuration,
+  retryAfterMsFromHeaders,
+} from "../src/lib/providers/rate-governor.js";
 
 /** A clock that only moves when the governor sleeps, so every wait is exact and instant. */
 function fakeClock() {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runTarget } from "../src/lib/core/runner.js";
+import { EmbeddingStore } from "../src/lib/db/store.js";
 import { createSupabaseApi } from "../src/lib/db/supabase.js";
-import { runTarget } from "../src/lib/runner.js";
-import { EmbeddingStore } from "../src/lib/store.js";
 import { countingProvider, createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
 import { createTestDatabase, type TestDatabase } from "./support/pg-server.js";
 import { type PostgrestGateway, startPostgrestGateway } from "./support/postgrest-gateway.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatVector, parseVector } from "../src/lib/vector.js";
+import { formatVector, parseVector } from "../src/lib/db/vector.js";
 
 /** Vector text literals must round-trip every float32 exactly: what the provider returned is what is stored. */
 

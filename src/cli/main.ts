@@ -3,14 +3,13 @@ import { SingleBar } from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { type Config, loadConfig } from "../lib/config.js";
 import { type AppContext, openContext } from "../lib/context.js";
-import { nearestNeighbours, setUpDemoTable } from "../lib/demo.js";
+import { type RunProgress, type RunSummary, runTarget } from "../lib/core/runner.js";
 import { InputError } from "../lib/errors.js";
-import { readStatus } from "../lib/ops-status.js";
-import { OpsStore } from "../lib/ops-store.js";
+import { readStatus } from "../lib/ops/status.js";
 import { defaultModel, PROVIDERS, providerForTarget } from "../lib/providers/index.js";
 import { LOCAL_MODEL } from "../lib/providers/local.js";
-import { type RunProgress, type RunSummary, runTarget } from "../lib/runner.js";
-import { classifyExit, EXIT } from "./errors.js";
+import { nearestNeighbours, setUpDemoTable } from "./demo.js";
+import { classifyExit, EXIT } from "./exit.js";
 import { registerOpsCommands } from "./ops-commands.js";
 import { formatSnapshot } from "./ops-format.js";
 
@@ -296,7 +295,7 @@ Exit codes: 0 ok, 1 the job failed, 2 bad input, 3 configuration problem (key, m
         await withContext(async (ctx) => {
           const once = async () => {
             const s = await readStatus(
-              { store: ctx.store, ops: new OpsStore(ctx.api), prices: ctx.config.EMBEDDINGS_PRICES },
+              { store: ctx.store, prices: ctx.config.EMBEDDINGS_PRICES },
               {
                 target,
                 thresholds: ctx.config.EMBEDDINGS_HEALTH_THRESHOLDS,

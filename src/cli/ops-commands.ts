@@ -3,17 +3,16 @@ import { type Command, InvalidArgumentError } from "commander";
 import { createInngestClient, type InngestClient } from "../functions/client.js";
 import { backfillRequested } from "../functions/events.js";
 import { inngestConfigured, sendCancelled } from "../http/ops.js";
-import { type Config, ConfigError, inngestDev } from "../lib/config.js";
+import { type Config, inngestDev } from "../lib/config.js";
 import type { AppContext } from "../lib/context.js";
-import { errorMessage, InputError, TransientError } from "../lib/errors.js";
-import { cancelJob, retryRows } from "../lib/ops-actions.js";
-import { OpsStore } from "../lib/ops-store.js";
-import { formatReport, type PreflightReport, preflight } from "../lib/preflight.js";
-import type { EmbeddingProvider } from "../lib/provider.js";
+import type { RunSummary } from "../lib/core/runner.js";
+import { ConfigError, errorMessage, InputError, TransientError } from "../lib/errors.js";
+import { cancelJob, retryRows } from "../lib/ops/actions.js";
+import { formatReport, type PreflightReport, preflight } from "../lib/ops/preflight.js";
 import { providerForTarget } from "../lib/providers/index.js";
-import type { RunSummary } from "../lib/runner.js";
-import type { Target } from "../lib/store.js";
-import { EXIT } from "./errors.js";
+import type { EmbeddingProvider } from "../lib/providers/provider.js";
+import type { Target } from "../lib/types.js";
+import { EXIT } from "./exit.js";
 
 /**
  * Operations verbs: backfill, retry, cancel, doctor. Each prints text or, with --json, one JSON
@@ -198,7 +197,7 @@ by default) embeds them, or now: embeddings backfill <target> --local. Requeued 
   ).action(async (target: string, o) => {
     try {
       const r = await h.withContext((ctx) =>
-        retryRows(ctx.store, new OpsStore(ctx.api), {
+        retryRows(ctx.store, {
           target,
           ids: o.row.length > 0 ? o.row : undefined,
           deadLetter: Boolean(o.deadLetter),

@@ -1,4 +1,4 @@
-import type { StatusSnapshot } from "../lib/ops-status.js";
+import type { StatusSnapshot } from "../lib/ops/status.js";
 import { bar } from "./format.js";
 
 /** Text for a status snapshot: what /status answers, for a terminal (`status`, `status --watch`). */

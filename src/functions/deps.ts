@@ -1,8 +1,8 @@
 import type { Config } from "../lib/config.js";
 import type { AppContext } from "../lib/context.js";
 import type { Logger } from "../lib/logger.js";
-import type { EmbeddingProvider } from "../lib/provider.js";
-import type { Target } from "../lib/store.js";
+import type { EmbeddingProvider } from "../lib/providers/provider.js";
+import type { Target } from "../lib/types.js";
 
 /** What the functions need from the outside, injected once when the app is built. */
 export interface FunctionDeps {

@@ -1,5 +1,5 @@
+import { processBatch } from "../lib/core/batch.js";
 import { forWork } from "../lib/logger.js";
-import { processBatch } from "../lib/pipeline.js";
 import type { InngestClient } from "./client.js";
 import { type FunctionDeps, limitsOf } from "./deps.js";
 import { mapped } from "./errors.js";

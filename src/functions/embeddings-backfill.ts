@@ -1,6 +1,6 @@
 import { NonRetriableError } from "inngest";
 import { forWork } from "../lib/logger.js";
-import { preflight } from "../lib/preflight.js";
+import { preflight } from "../lib/ops/preflight.js";
 import type { InngestClient } from "./client.js";
 import { type FunctionDeps, limitsOf } from "./deps.js";
 import { mapped } from "./errors.js";

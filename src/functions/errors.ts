@@ -1,37 +1,31 @@
 import { NonRetriableError, RetryAfterError } from "inngest";
-import { ConfigError } from "../lib/config.js";
-import {
-  errorMessage,
-  InputError,
-  MalformedResponseError,
-  RateLimitedError,
-  TargetConfigError,
-} from "../lib/errors.js";
+import { classifyFailure } from "../lib/errors.js";
 
 /**
- * The one place lib failures become Inngest retry behaviour:
- *   rate limited          -> RetryAfterError with the server's delay
- *   config / input        -> NonRetriableError (retrying cannot help; the message says what to fix)
- *   malformed twice       -> NonRetriableError
- *   anything else         -> rethrown as is: Inngest retries the step with its own backoff
- * Never swallowed: the step fails and Inngest sees it (the 003 report's silent catch).
+ * lib's failure classes in Inngest's terms, nothing more (the classifying is lib's):
+ *   rate-limited                          -> RetryAfterError with the server's delay
+ *   configuration, bad input              -> NonRetriableError (the message says what to fix)
+ *   transient, unexpected                 -> rethrown as is: Inngest retries the step
+ * Never swallowed: the step fails and Inngest sees it.
  */
 export function toInngestError(err: unknown, attempt: number): Error {
-  if (err instanceof RateLimitedError) {
-    return new RetryAfterError(err.message, Math.max(err.retryAfterMs ?? 1000, 1000), { cause: err });
+  const failure = classifyFailure(err, { attempt });
+  switch (failure.kind) {
+    case "rate-limited":
+      return new RetryAfterError(failure.message, Math.max(failure.retryAfterMs, 1000), { cause: err });
+    case "configuration":
+    case "bad-input":
+      return new NonRetriableError(
+        failure.fix && !failure.message.includes(failure.fix)
+          ? `${failure.message} (fix: ${failure.fix})`
+          : failure.message,
+        {
+          cause: err,
+        },
+      );
+    default:
+      return err instanceof Error ? err : new Error(failure.message);
   }
-  if (err instanceof TargetConfigError || err instanceof InputError || err instanceof ConfigError) {
-    return new NonRetriableError(err.message, { cause: err });
-  }
-  if (err instanceof MalformedResponseError && attempt >= 1) {
-    return new NonRetriableError(`${err.message} (twice in a row)`, { cause: err });
-  }
-  const code = (err as { code?: unknown } | null)?.code;
-  // Bad input reported by the SQL API (unknown target, invalid name): permanent.
-  if (typeof code === "string" && ["22023", "42P01", "42703", "P0002"].includes(code)) {
-    return new NonRetriableError(errorMessage(err), { cause: err });
-  }
-  return err instanceof Error ? err : new Error(errorMessage(err));
 }
 
 /** Runs a step body and maps its failure once. */

@@ -1,5 +1,5 @@
 import type { GetStepTools } from "inngest";
-import { processBatch } from "../lib/pipeline.js";
+import { processBatch } from "../lib/core/batch.js";
 import type { InngestClient } from "./client.js";
 import type { FunctionDeps } from "./deps.js";
 import { mapped } from "./errors.js";

@@ -4,7 +4,7 @@ import { serve } from "inngest/hono";
 import { createInngestClient, type InngestClient } from "../functions/client.js";
 import type { FunctionDeps } from "../functions/deps.js";
 import { createFunctions } from "../functions/index.js";
-import { preflight } from "../lib/preflight.js";
+import { preflight } from "../lib/ops/preflight.js";
 import { registerOpsRoutes } from "./ops.js";
 
 /**

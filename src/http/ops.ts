@@ -5,14 +5,13 @@ import type { InngestClient } from "../functions/client.js";
 import type { FunctionDeps } from "../functions/deps.js";
 import { backfillCancelled } from "../functions/events.js";
 import { inngestDev } from "../lib/config.js";
+import { processBatch } from "../lib/core/batch.js";
 import { errorMessage, InputError, isRetryable, RateLimitedError, TargetConfigError } from "../lib/errors.js";
-import type { ThresholdOverrides } from "../lib/health.js";
 import { createLogger, forWork, type Logger } from "../lib/logger.js";
-import { createMetrics, type Metrics } from "../lib/metrics.js";
-import { cancelJob, retryRows } from "../lib/ops-actions.js";
-import { readStatus } from "../lib/ops-status.js";
-import { OpsStore } from "../lib/ops-store.js";
-import { processBatch } from "../lib/pipeline.js";
+import { cancelJob, retryRows } from "../lib/ops/actions.js";
+import type { ThresholdOverrides } from "../lib/ops/health.js";
+import { createMetrics, type Metrics } from "../lib/ops/metrics.js";
+import { readStatus } from "../lib/ops/status.js";
 import { DASHBOARD_HEADERS, DASHBOARD_HTML } from "./dashboard.js";
 
 /**
@@ -137,12 +136,12 @@ export function registerOpsRoutes(app: Hono, deps: FunctionDeps, options: OpsRou
   const prices = deps.config.EMBEDDINGS_PRICES;
   const stores = async () => {
     const ctx = await deps.context();
-    return { ctx, store: ctx.store, ops: new OpsStore(ctx.api) };
+    return { ctx, store: ctx.store };
   };
   const snapshot = async (target?: string, windowMinutes?: number, jobs?: number) => {
-    const { store, ops } = await stores();
+    const { store } = await stores();
     return readStatus(
-      { store, ops, prices },
+      { store, prices },
       { target, windowMinutes: windowMinutes ?? options.windowMinutes, jobs, thresholds: options.thresholds },
     );
   };
@@ -193,7 +192,7 @@ export function registerOpsRoutes(app: Hono, deps: FunctionDeps, options: OpsRou
     let resolved: string | undefined;
     try {
       const body = batchBody.parse(await jsonBody(c));
-      const { store, ops } = await stores();
+      const { store } = await stores();
       const target = await store.getTarget(body.target);
       resolved = target.name;
       const workerId = `http:${randomUUID()}`;
@@ -212,7 +211,7 @@ export function registerOpsRoutes(app: Hono, deps: FunctionDeps, options: OpsRou
       let total = b.total;
       let remaining = b.remaining;
       if (!body.jobId) {
-        const q = await ops.queueCounts(target.name);
+        const q = await store.queueCounts(target.name);
         total = q.tracked;
         remaining = b.complete ? 0 : q.remaining;
       }
@@ -258,8 +257,8 @@ export function registerOpsRoutes(app: Hono, deps: FunctionDeps, options: OpsRou
   app.post("/retry", async (c) => {
     try {
       const body = retryBody.parse(await jsonBody(c));
-      const { store, ops } = await stores();
-      const result = await retryRows(store, ops, body);
+      const { store } = await stores();
+      const result = await retryRows(store, body);
       forWork(logger, { target: body.target, step: "http-retry" }).info(
         { scope: result.scope, requeued: result.requeued, ids: body.ids?.length ?? 0 },
         "retry requested",

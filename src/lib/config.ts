@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { ConfigError } from "./errors.js";
 
 /**
  * All configuration, parsed once from the environment by zod. No other module reads process.env.
@@ -100,10 +101,6 @@ export const configSchema = z.object({
 });
 
 export type Config = z.infer<typeof configSchema>;
-
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const parsed = configSchema.safeParse(env);

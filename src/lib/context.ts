@@ -2,8 +2,8 @@ import { join } from "node:path";
 import type { Config } from "./config.js";
 import { openDatabase } from "./db/index.js";
 import { applyMigrations } from "./db/migrate.js";
+import { EmbeddingStore } from "./db/store.js";
 import type { SqlAdmin, SqlApi } from "./db/types.js";
-import { EmbeddingStore } from "./store.js";
 
 /** Everything a runner needs, opened from configuration once. */
 export interface AppContext {

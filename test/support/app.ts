@@ -3,9 +3,10 @@ import type { FunctionDeps, Limits } from "../../src/functions/deps.js";
 import { buildApp } from "../../src/http/app.js";
 import { type Config, loadConfig } from "../../src/lib/config.js";
 import type { AppContext } from "../../src/lib/context.js";
-import type { EmbeddingProvider } from "../../src/lib/provider.js";
+import { EmbeddingStore } from "../../src/lib/db/store.js";
 import { providerForTarget } from "../../src/lib/providers/index.js";
-import { EmbeddingStore, type Target } from "../../src/lib/store.js";
+import type { EmbeddingProvider } from "../../src/lib/providers/provider.js";
+import type { Target } from "../../src/lib/types.js";
 import type { TestDb } from "./fixtures.js";
 import { createHarness, type Harness } from "./inngest-harness.js";
 

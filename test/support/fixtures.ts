@@ -1,7 +1,8 @@
+import type { EmbeddingStore } from "../../src/lib/db/store.js";
 import type { SqlAdmin, SqlApi } from "../../src/lib/db/types.js";
-import type { EmbedBatchResult, EmbeddingProvider } from "../../src/lib/provider.js";
 import { createLocalProvider, LOCAL_MODEL } from "../../src/lib/providers/local.js";
-import type { EmbeddingStore, Target } from "../../src/lib/store.js";
+import type { EmbedBatchResult, EmbeddingProvider } from "../../src/lib/providers/provider.js";
+import type { Target } from "../../src/lib/types.js";
 
 export type TestDb = SqlApi & SqlAdmin;
 

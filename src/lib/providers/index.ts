@@ -1,10 +1,10 @@
 import type { Config } from "../config.js";
 import { TargetConfigError } from "../errors.js";
-import type { EmbeddingProvider } from "../provider.js";
-import { createRateGovernor, type RateGovernor } from "../rate-governor.js";
-import type { Target } from "../store.js";
+import type { Target } from "../types.js";
 import { createLocalProvider, LOCAL_MODEL } from "./local.js";
 import { createOpenAIProvider } from "./openai.js";
+import type { EmbeddingProvider } from "./provider.js";
+import { createRateGovernor, type RateGovernor } from "./rate-governor.js";
 
 export const PROVIDERS = ["local", "openai"] as const;
 export type ProviderName = (typeof PROVIDERS)[number];

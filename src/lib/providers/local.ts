@@ -1,4 +1,4 @@
-import type { EmbedBatchResult, EmbeddingProvider } from "../provider.js";
+import type { EmbedBatchResult, EmbeddingProvider } from "./provider.js";
 
 /**
  * Offline provider: a deterministic LEXICAL embedding (feature hashing of words, word bigrams and

@@ -17,8 +17,8 @@ import {
   TargetConfigError,
   TransientError,
 } from "../errors.js";
-import type { EmbedBatchResult, EmbeddingProvider, EmbedOptions, EmbedOutcome } from "../provider.js";
-import { type RateGovernor, retryAfterMsFromHeaders } from "../rate-governor.js";
+import type { EmbedBatchResult, EmbeddingProvider, EmbedOptions, EmbedOutcome } from "./provider.js";
+import { type RateGovernor, retryAfterMsFromHeaders } from "./rate-governor.js";
 import { truncateToTokens } from "./tokenizer.js";
 
 export interface OpenAIProviderOptions {

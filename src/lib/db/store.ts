@@ -1,153 +1,27 @@
-import type { SqlApi } from "./db/types.js";
+import type {
+  ClaimResult,
+  DeadLetter,
+  EnqueueResult,
+  Job,
+  JobKind,
+  PendingSummary,
+  QueueCounts,
+  RegisterTargetInput,
+  Target,
+  TargetActivity,
+  TargetCheck,
+  TargetRate,
+  TargetStatus,
+  WriteItem,
+  WriteResult,
+} from "../types.js";
+import type { SqlApi } from "./types.js";
 import { formatVector } from "./vector.js";
 
 /**
- * Typed access to the SQL API (supabase/migrations). One method per SQL function; no SQL here, so
- * the same code runs over direct Postgres, supabase-js and PGlite.
+ * Typed calls of the SQL API (supabase/migrations): one method per SQL function, called by name. No
+ * SQL here, so the same code runs over direct Postgres, supabase-js and PGlite.
  */
-
-export type EmbeddingKind = "vector" | "halfvec" | "real[]" | "double precision[]";
-
-export interface Target {
-  name: string;
-  table: string;
-  idColumn: string;
-  idType: string;
-  contentColumns: string[] | null;
-  contentExpression: string | null;
-  embeddingColumn: string;
-  embeddingKind: EmbeddingKind;
-  provider: string;
-  model: string;
-  dimensions: number;
-  maxAttempts: number;
-  backoffSeconds: number[];
-  createdAt: string;
-  updatedAt: string;
-}
-
-export interface RegisterTargetInput {
-  name: string;
-  table: string;
-  idColumn: string;
-  embeddingColumn: string;
-  provider: string;
-  model: string;
-  contentColumns?: string[];
-  contentExpression?: string;
-  dimensions?: number;
-  maxAttempts?: number;
-}
-
-export interface ClaimedItem {
-  id: string;
-  content: string;
-  hash: string;
-}
-
-export interface ClaimResult {
-  items: ClaimedItem[];
-  /** Leases of crashed workers taken back during this claim. */
-  expired: number;
-  /** Rows gone from the source: state ended. */
-  deleted: number;
-  /** Unchanged content already embedded with the same model: completed without a provider call. */
-  skipped: number;
-  /** Empty content: dead-lettered, nothing to embed. */
-  empty: number;
-}
-
-export interface WriteItem {
-  id: string;
-  hash: string;
-  vector: ArrayLike<number>;
-  tokens?: number;
-  truncated?: boolean;
-}
-
-export interface WriteResult {
-  written: number;
-  /** Content changed mid-flight: queued again, not overwritten. */
-  stale: number;
-  gone: number;
-  /** The lease was lost (expired and taken by another worker): nothing written. */
-  notLeased: number;
-}
-
-export type JobStatus = "pending" | "running" | "completed" | "failed" | "cancelled";
-export type JobKind = "backfill" | "run" | "sweep" | "recovery";
-
-export interface Job {
-  id: string;
-  target: string;
-  kind: JobKind;
-  status: JobStatus;
-  options: Record<string, unknown>;
-  itemsTotal: number;
-  itemsProcessed: number;
-  itemsFailed: number;
-  itemsSkipped: number;
-  tokens: number;
-  requests: number;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  heartbeatAt: string | null;
-  lastError: string | null;
-  created?: boolean;
-}
-
-export interface EnqueueResult {
-  scanned: number;
-  queued: number;
-  alreadyEmbedded: number;
-  last: string | null;
-  done: boolean;
-}
-
-export interface PendingSummary {
-  dueNow: boolean;
-  nextRetryAt: string | null;
-  inFlight: boolean;
-  leaseExpiresAt: string | null;
-}
-
-export interface TargetStatus {
-  target: string;
-  table: string;
-  provider: string;
-  model: string;
-  dimensions: number;
-  total: number;
-  embedded: number;
-  coverage: number;
-  untracked: number;
-  completedButNull: number;
-  tracked: number;
-  pending: number;
-  processing: number;
-  completed: number;
-  failed: number;
-  deadLetter: number;
-  nextRetryAt: string | null;
-  jobs: Job[];
-}
-
-export interface DeadLetter {
-  id: string;
-  error: string | null;
-  errorKind: "transient" | "permanent" | null;
-  attempts: number;
-  updatedAt: string;
-}
-
-export interface TargetCheck {
-  ok: boolean;
-  problems: string[];
-  dimensions?: number;
-  provider?: string;
-  model?: string;
-}
 
 export class EmbeddingStore {
   constructor(readonly api: SqlApi) {}
@@ -322,5 +196,24 @@ export class EmbeddingStore {
 
   schemaVersion(): Promise<{ version: string | null; vector: boolean; server: string }> {
     return this.api.call("embedding_schema_version", {});
+  }
+
+  // Operations: rate, activity and queue counts read from the per-row state's indexes only.
+
+  rate(target: string, minutes: number): Promise<TargetRate> {
+    return this.api.call<TargetRate>("embedding_rate", { p_target: target, p_minutes: minutes });
+  }
+
+  activity(target: string): Promise<TargetActivity> {
+    return this.api.call<TargetActivity>("embedding_activity", { p_target: target });
+  }
+
+  queueCounts(target: string): Promise<QueueCounts> {
+    return this.api.call<QueueCounts>("embedding_queue_counts", { p_target: target });
+  }
+
+  /** Queues again the rows marked completed whose embedding column is NULL (the 001 mismatch). */
+  retryCompletedButNull(target: string, limit = 1000): Promise<{ requeued: number }> {
+    return this.api.call("embedding_retry_completed_null", { p_target: target, p_limit: limit });
   }
 }

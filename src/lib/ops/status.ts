@@ -1,4 +1,6 @@
-import { estimateCostUsd } from "./cost.js";
+import type { EmbeddingStore } from "../db/store.js";
+import { estimateCostUsd } from "../providers/pricing.js";
+import type { Job, TargetActivity, TargetRate, TargetStatus } from "../types.js";
 import {
   assessHealth,
   combineHealth,
@@ -6,8 +8,6 @@ import {
   resolveThresholds,
   type ThresholdOverrides,
 } from "./health.js";
-import type { OpsStore, TargetActivity, TargetRate } from "./ops-store.js";
-import type { EmbeddingStore, Job, TargetStatus } from "./store.js";
 
 /**
  * The one status snapshot behind GET /status, GET /metrics, the dashboard, the CLI and alerts:
@@ -20,7 +20,6 @@ import type { EmbeddingStore, Job, TargetStatus } from "./store.js";
 
 export interface StatusDeps {
   store: EmbeddingStore;
-  ops: OpsStore;
   /** USD per 1M tokens overrides (config.EMBEDDINGS_PRICES). */
   prices: Record<string, number>;
 }
@@ -174,8 +173,8 @@ export async function readStatus(deps: StatusDeps, options: StatusOptions = {}):
   const targets = await Promise.all(
     statuses.map(async (s) => {
       const [rate, activity] = await Promise.all([
-        deps.ops.rate(s.target, windowMinutes),
-        deps.ops.activity(s.target),
+        deps.store.rate(s.target, windowMinutes),
+        deps.store.activity(s.target),
       ]);
       dbNow ??= activity.now;
       return targetView(s, rate, activity, deps.prices, options.thresholds);

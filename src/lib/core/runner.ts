@@ -1,8 +1,9 @@
 import { hostname } from "node:os";
 import pRetry from "p-retry";
-import { errorMessage, isRetryable, MalformedResponseError } from "./errors.js";
-import { type BatchResult, type PipelineDeps, processBatch } from "./pipeline.js";
-import type { EmbeddingStore, Job, Target } from "./store.js";
+import type { EmbeddingStore } from "../db/store.js";
+import { errorMessage, isRetryable } from "../errors.js";
+import type { Job, Target } from "../types.js";
+import { type BatchResult, type PipelineDeps, processBatch } from "./batch.js";
 
 /**
  * In-process driver used by `embeddings run`, the demo and benchmarks: seed the target, then run
@@ -122,8 +123,8 @@ export async function runTarget(deps: PipelineDeps, options: RunOptions): Promis
             minTimeout: 500,
             maxTimeout: 30_000,
             signal: options.signal,
-            shouldRetry: ({ error, attemptNumber }) =>
-              isRetryable(error) && !(error instanceof MalformedResponseError && attemptNumber > 1),
+            // A malformed response is retried once, then it is a configuration problem.
+            shouldRetry: ({ error, attemptNumber }) => isRetryable(error, { attempt: attemptNumber - 1 }),
             onFailedAttempt: async ({ error }) => {
               // Honour the server's own delay (429 retry-after) on top of the exponential backoff.
               const after = (error as { retryAfterMs?: number }).retryAfterMs;

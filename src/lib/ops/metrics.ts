@@ -1,6 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { levelRank } from "./health.js";
-import type { StatusSnapshot } from "./ops-status.js";
+import type { StatusSnapshot } from "./status.js";
 
 /**
  * Prometheus metrics (prom-client), in a registry of their own per app: never the global one, so

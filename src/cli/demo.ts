@@ -1,6 +1,6 @@
-import type { SqlAdmin } from "./db/types.js";
-import { embedLexical } from "./providers/local.js";
-import { formatVector, parseVector } from "./vector.js";
+import type { SqlAdmin } from "../lib/db/types.js";
+import { formatVector, parseVector } from "../lib/db/vector.js";
+import { embedLexical } from "../lib/providers/local.js";
 
 /**
  * The demo's user table: an ordinary application table with NOT NULL columns besides its content

@@ -1,6 +1,6 @@
-import { errorMessage, InputError } from "./errors.js";
-import type { OpsStore } from "./ops-store.js";
-import type { EmbeddingStore, Job, JobStatus } from "./store.js";
+import type { EmbeddingStore } from "../db/store.js";
+import { errorMessage, InputError } from "../errors.js";
+import type { Job, JobStatus } from "../types.js";
 
 /**
  * The operator's actions, shared by the HTTP routes and the CLI so both behave the same.
@@ -26,13 +26,12 @@ export interface RetryRequest {
  */
 export async function retryRows(
   store: EmbeddingStore,
-  ops: OpsStore,
   request: RetryRequest,
 ): Promise<{ target: string; scope: RetryScope; requeued: number }> {
   if (request.completed) {
     if (request.ids?.length)
       throw new InputError("--completed re-queues every completed-but-NULL row: give it without row ids");
-    const r = await ops.retryCompletedButNull(request.target, request.limit);
+    const r = await store.retryCompletedButNull(request.target, request.limit);
     return { target: request.target, scope: "completed-but-null", requeued: r.requeued };
   }
   const ids = request.ids?.length ? request.ids : undefined;

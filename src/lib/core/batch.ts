@@ -1,6 +1,7 @@
-import { TargetConfigError } from "./errors.js";
-import type { EmbeddingProvider } from "./provider.js";
-import type { EmbeddingStore, Job, Target, WriteItem } from "./store.js";
+import type { EmbeddingStore } from "../db/store.js";
+import { TargetConfigError } from "../errors.js";
+import type { EmbeddingProvider } from "../providers/provider.js";
+import type { Job, Target, WriteItem } from "../types.js";
 
 /**
  * One batch: claim -> build inputs -> embed -> write -> record progress. Engine-agnostic: the

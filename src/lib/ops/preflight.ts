@@ -1,9 +1,10 @@
-import type { Config } from "./config.js";
-import { loadMigrations } from "./db/migrate.js";
-import { errorMessage, isRetryable, TargetConfigError } from "./errors.js";
-import type { EmbeddingProvider } from "./provider.js";
-import { openAIKeyProblem } from "./providers/index.js";
-import type { EmbeddingStore, Target } from "./store.js";
+import type { Config } from "../config.js";
+import { loadMigrations } from "../db/migrate.js";
+import type { EmbeddingStore } from "../db/store.js";
+import { errorMessage, isRetryable, TargetConfigError } from "../errors.js";
+import { openAIKeyProblem } from "../providers/index.js";
+import type { EmbeddingProvider } from "../providers/provider.js";
+import type { Target } from "../types.js";
 
 /**
  * One preflight, used by `embeddings doctor`, GET /health and the first step of every Inngest

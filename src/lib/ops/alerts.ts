@@ -1,6 +1,6 @@
+import type { Logger } from "../logger.js";
 import type { Health, HealthLevel } from "./health.js";
 import { levelRank } from "./health.js";
-import type { Logger } from "./logger.js";
 
 /**
  * Alerts: a Slack-compatible incoming-webhook message ({ text }) when the service's health level

@@ -1,0 +1,185 @@
+/**
+ * The domain's types: what the SQL API returns and takes (targets, per-row state, jobs, status),
+ * shared by every layer without importing the data layer itself.
+ */
+
+export type EmbeddingKind = "vector" | "halfvec" | "real[]" | "double precision[]";
+
+export interface Target {
+  name: string;
+  table: string;
+  idColumn: string;
+  idType: string;
+  contentColumns: string[] | null;
+  contentExpression: string | null;
+  embeddingColumn: string;
+  embeddingKind: EmbeddingKind;
+  provider: string;
+  model: string;
+  dimensions: number;
+  maxAttempts: number;
+  backoffSeconds: number[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface RegisterTargetInput {
+  name: string;
+  table: string;
+  idColumn: string;
+  embeddingColumn: string;
+  provider: string;
+  model: string;
+  contentColumns?: string[];
+  contentExpression?: string;
+  dimensions?: number;
+  maxAttempts?: number;
+}
+
+export interface ClaimedItem {
+  id: string;
+  content: string;
+  hash: string;
+}
+
+export interface ClaimResult {
+  items: ClaimedItem[];
+  /** Leases of crashed workers taken back during this claim. */
+  expired: number;
+  /** Rows gone from the source: state ended. */
+  deleted: number;
+  /** Unchanged content already embedded with the same model: completed without a provider call. */
+  skipped: number;
+  /** Empty content: dead-lettered, nothing to embed. */
+  empty: number;
+}
+
+export interface WriteItem {
+  id: string;
+  hash: string;
+  vector: ArrayLike<number>;
+  tokens?: number;
+  truncated?: boolean;
+}
+
+export interface WriteResult {
+  written: number;
+  /** Content changed mid-flight: queued again, not overwritten. */
+  stale: number;
+  gone: number;
+  /** The lease was lost (expired and taken by another worker): nothing written. */
+  notLeased: number;
+}
+
+export type JobStatus = "pending" | "running" | "completed" | "failed" | "cancelled";
+export type JobKind = "backfill" | "run" | "sweep" | "recovery";
+
+export interface Job {
+  id: string;
+  target: string;
+  kind: JobKind;
+  status: JobStatus;
+  options: Record<string, unknown>;
+  itemsTotal: number;
+  itemsProcessed: number;
+  itemsFailed: number;
+  itemsSkipped: number;
+  tokens: number;
+  requests: number;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  heartbeatAt: string | null;
+  lastError: string | null;
+  created?: boolean;
+}
+
+export interface EnqueueResult {
+  scanned: number;
+  queued: number;
+  alreadyEmbedded: number;
+  last: string | null;
+  done: boolean;
+}
+
+export interface PendingSummary {
+  dueNow: boolean;
+  nextRetryAt: string | null;
+  inFlight: boolean;
+  leaseExpiresAt: string | null;
+}
+
+export interface TargetStatus {
+  target: string;
+  table: string;
+  provider: string;
+  model: string;
+  dimensions: number;
+  total: number;
+  embedded: number;
+  coverage: number;
+  untracked: number;
+  completedButNull: number;
+  tracked: number;
+  pending: number;
+  processing: number;
+  completed: number;
+  failed: number;
+  deadLetter: number;
+  nextRetryAt: string | null;
+  jobs: Job[];
+}
+
+export interface DeadLetter {
+  id: string;
+  error: string | null;
+  errorKind: "transient" | "permanent" | null;
+  attempts: number;
+  updatedAt: string;
+}
+
+export interface TargetCheck {
+  ok: boolean;
+  problems: string[];
+  dimensions?: number;
+  provider?: string;
+  model?: string;
+}
+
+export interface TargetRate {
+  target: string;
+  minutes: number;
+  /** Rows embedded by a worker inside the window. */
+  embedded: number;
+  tokens: number;
+  /** The span the rate was measured over: the window, or less when work started inside it. */
+  windowSeconds: number;
+  perMinute: number;
+  lastEmbeddedAt: string | null;
+}
+
+export interface TargetActivity {
+  target: string;
+  /** Rows whose current embedding was written by a worker (seeded "already embedded" rows excluded). */
+  embeddedRows: number;
+  tokens: number;
+  lastEmbeddedAt: string | null;
+  /** Since when the longest-waiting due row has waited (null: nothing is due). */
+  oldestDueAt: string | null;
+  /** Seconds due work has waited without any row being embedded; 0 when nothing is due. */
+  idleSeconds: number;
+  /** The database clock, the one every duration here is measured on. */
+  now: string;
+}
+
+export interface QueueCounts {
+  target: string;
+  tracked: number;
+  pending: number;
+  processing: number;
+  failed: number;
+  deadLetter: number;
+  completed: number;
+  /** pending + processing + failed. */
+  remaining: number;
+}
