@@ -2,18 +2,14 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { classifyExit, EXIT } from "../src/cli/exit.js";
-import { type OpsHelpers, registerOpsCommands } from "../src/cli/ops-commands.js";
-import { formatSnapshot } from "../src/cli/ops-format.js";
-import { runTarget } from "../src/lib/core/runner.js";
+import { EXIT } from "../src/cli/exit.js";
+import { formatSnapshot } from "../src/cli/status-format.js";
 import { TransientError } from "../src/lib/errors.js";
 import { readStatus } from "../src/lib/ops/status.js";
-import { providerForTarget } from "../src/lib/providers/index.js";
 import type { EmbeddingProvider } from "../src/lib/providers/provider.js";
 import { testConfig, testContext } from "./support/app.js";
-import { runCli } from "./support/cli.js";
+import { runCli, runCliInProcess } from "./support/cli.js";
 import { createDocuments, registerDocuments, scalar, type TestDb } from "./support/fixtures.js";
 import { createTestDatabase } from "./support/pg-server.js";
 
@@ -57,67 +53,15 @@ afterAll(async () => {
   await drop?.();
 });
 
-class CliExit extends Error {
-  constructor(readonly code: number) {
-    super(`exit ${code}`);
-  }
-}
-
-interface CliRun {
-  code: number;
-  out: string;
-  err: string;
-  json: () => Record<string, unknown>;
-}
-
 async function cli(
   args: string[],
   options: { env?: Record<string, string | undefined>; providerFor?: () => EmbeddingProvider } = {},
-): Promise<CliRun> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const config = testConfig({ INNGEST_BASE_URL: receiverUrl, ...options.env });
-  const ctx = testContext(db, config);
-  const helpers: OpsHelpers = {
-    withContext: (fn) => fn(ctx),
-    print: (json, value, text) => {
-      out.push(json ? JSON.stringify(value, null, 2) : text());
-    },
-    fail: (e) => {
-      if (e instanceof CliExit) throw e;
-      const { code, message } = classifyExit(e);
-      err.push(`error: ${message}`);
-      throw new CliExit(code);
-    },
-    runWithSignals: (c, o) =>
-      runTarget(
-        {
-          store: c.store,
-          provider: providerForTarget(
-            { name: o.target, provider: "local", model: "local-ngram-v1", dimensions: 8 },
-            config,
-          ),
-        },
-        o,
-      ),
-    summaryLine: (s) => `job ${s.job.id} ${s.job.status}`,
-    exit: (code) => {
-      throw new CliExit(code);
-    },
+) {
+  return runCliInProcess(args, {
+    env: { INNGEST_BASE_URL: receiverUrl, ...options.env },
+    context: (config) => testContext(db, config),
     providerFor: options.providerFor ? () => options.providerFor!() : undefined,
-  };
-  const program = new Command().name("embeddings").exitOverride();
-  program.configureOutput({ writeOut: (s) => out.push(s), writeErr: (s) => err.push(s) });
-  registerOpsCommands(program, helpers);
-  let code = -1;
-  try {
-    await program.parseAsync(args, { from: "user" });
-  } catch (e) {
-    if (!(e instanceof CliExit)) throw e;
-    code = e.code;
-  }
-  const text = out.join("\n");
-  return { code, out: text, err: err.join("\n"), json: () => JSON.parse(text) };
+  });
 }
 
 describe("backfill", () => {

@@ -1,11 +1,10 @@
 import { createServer, type Server } from "node:http";
 import { Writable } from "node:stream";
-import { Hono } from "hono";
+import type { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createInngestClient } from "../src/functions/client.js";
 import type { FunctionDeps } from "../src/functions/deps.js";
 import { buildApp } from "../src/http/app.js";
-import { OPS_PATHS, registerOpsRoutes } from "../src/http/ops.js";
+import { OPS_PATHS } from "../src/http/auth.js";
 import type { EmbeddingStore } from "../src/lib/db/store.js";
 import { createLogger } from "../src/lib/logger.js";
 import { readStatus, type StatusSnapshot } from "../src/lib/ops/status.js";
@@ -558,8 +557,7 @@ describe("logs", () => {
     });
     const deps = opsDeps({ LOG_LEVEL: "info", OPENAI_API_KEY: "sk-proj-abcdefghijklmnop" });
     const logger = createLogger(deps.config, { destination: sink });
-    const app = new Hono();
-    registerOpsRoutes(app, deps, { inngest: createInngestClient(deps.config), logger });
+    const { app } = buildApp({ ...deps, logger });
     const job = await store.createJob("log_docs", "backfill", null);
     await store.startJob(job.id);
     await app.request("/batch", post({ target: "log_docs", batchSize: 12, jobId: job.id }));

@@ -1,5 +1,6 @@
 import { Inngest } from "inngest";
 import { type Config, inngestDev } from "../lib/config.js";
+import { backfillCancelled } from "./events.js";
 
 export const APP_ID = "embeddings-sync";
 
@@ -23,3 +24,13 @@ export function createInngestClient(config: Config, options: { fetch?: typeof fe
 
 type Logger = ConstructorParameters<typeof Inngest>[0]["logger"];
 export type InngestClient = ReturnType<typeof createInngestClient>;
+
+/** Inngest takes events when running against a dev server, or in the cloud with an event key. */
+export function inngestConfigured(config: Config): boolean {
+  return inngestDev(config) || Boolean(config.INNGEST_EVENT_KEY);
+}
+
+/** Deterministic event id: a repeated cancel is one event for Inngest, not several. */
+export async function sendCancelled(inngest: Pick<InngestClient, "send">, jobId: string): Promise<void> {
+  await inngest.send(backfillCancelled.create({ jobId }, { id: `cancel-${jobId}` }));
+}

@@ -4,12 +4,21 @@ import { serve } from "inngest/hono";
 import { createInngestClient, type InngestClient } from "../functions/client.js";
 import type { FunctionDeps } from "../functions/deps.js";
 import { createFunctions } from "../functions/index.js";
-import { preflight } from "../lib/ops/preflight.js";
-import { registerOpsRoutes } from "./ops.js";
+import { createLogger } from "../lib/logger.js";
+import { createMetrics, type Metrics } from "../lib/ops/metrics.js";
+import { adminAuth, OPS_PATHS } from "./auth.js";
+import { DASHBOARD_HEADERS, DASHBOARD_HTML } from "./dashboard/page.js";
+import { errorToResponse } from "./errors.js";
+import { registerActionRoutes } from "./routes/actions.js";
+import { registerBatchRoute } from "./routes/batch.js";
+import { routeContext } from "./routes/context.js";
+import { registerHealthRoute } from "./routes/health.js";
+import { registerStatusRoutes } from "./routes/status.js";
 
 /**
- * The served app: /api/inngest (the functions), /health (the preflight summary). Built from
- * injected dependencies so tests drive the real routes with app.request().
+ * The served app: /api/inngest (the functions), /health, the dashboard at /, and behind the admin
+ * token /status, /dead-letters, /metrics, /batch, /retry, /cancel. Built from injected dependencies
+ * so tests drive the real routes with app.request(). Handlers throw; one onError answers.
  */
 export interface BuiltApp {
   app: Hono;
@@ -22,10 +31,12 @@ const INNGEST_BODY_LIMIT = 64 * 1024 * 1024;
 
 export function buildApp(
   deps: FunctionDeps,
-  options: { fetch?: typeof fetch; inngest?: InngestClient } = {},
+  options: { fetch?: typeof fetch; inngest?: InngestClient; metrics?: Metrics } = {},
 ): BuiltApp {
   const inngest = options.inngest ?? createInngestClient(deps.config, { fetch: options.fetch });
   const functions = createFunctions(inngest, deps);
+  const logger = deps.logger ?? createLogger(deps.config, { base: { component: "http" } });
+  const routes = routeContext(deps, { inngest, logger, metrics: options.metrics ?? createMetrics() });
   const app = new Hono();
 
   app.use(
@@ -37,27 +48,14 @@ export function buildApp(
   );
   app.on(["GET", "PUT", "POST"], "/api/inngest", serve({ client: inngest, functions }));
 
-  // Reveals no secrets and no row content: check names, levels and fixes only.
-  app.get("/health", async (c) => {
-    const ctx = await deps.context();
-    const report = await preflight(
-      { store: ctx.store, config: deps.config, providerFor: deps.providerFor },
-      { probe: c.req.query("probe") === "1" },
-    );
-    return c.json(report, report.status === "ok" ? 200 : 503);
-  });
+  app.get("/", (c) => c.body(DASHBOARD_HTML, 200, DASHBOARD_HEADERS));
+  registerHealthRoute(app, routes);
+  const auth = adminAuth(deps.config.EMBEDDINGS_ADMIN_TOKEN);
+  for (const path of OPS_PATHS) app.use(path, auth);
+  registerStatusRoutes(app, routes);
+  registerBatchRoute(app, routes);
+  registerActionRoutes(app, routes);
 
-  registerOpsRoutes(app, deps, {
-    inngest,
-    thresholds: deps.config.EMBEDDINGS_HEALTH_THRESHOLDS,
-    windowMinutes: deps.config.EMBEDDINGS_RATE_WINDOW_MINUTES,
-    logger: deps.logger,
-  });
-
-  app.onError((err, c) => {
-    const status = (err as { status?: number }).status;
-    return c.json({ error: err.message }, status && status >= 400 && status < 600 ? (status as 400) : 500);
-  });
-
+  app.onError((err, c) => errorToResponse(err, c, logger));
   return { app, inngest, functions };
 }

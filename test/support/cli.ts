@@ -1,5 +1,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
+import { type CliIO, processIO } from "../../src/cli/io.js";
+import { buildProgram } from "../../src/cli/program.js";
+import type { Config } from "../../src/lib/config.js";
+import type { AppContext } from "../../src/lib/context.js";
+import { providerForTarget } from "../../src/lib/providers/index.js";
+import type { EmbeddingProvider } from "../../src/lib/providers/provider.js";
+import type { Target } from "../../src/lib/types.js";
 
 /**
  * The one way tests run the `embeddings` binary: `node bin/embeddings.js` (tsx over the sources, as a
@@ -93,4 +100,55 @@ export function runCli(
   options: { timeoutMs?: number } = {},
 ): Promise<CliResult> {
   return spawnCli(args, env, options).exited;
+}
+
+export interface InProcessResult {
+  code: number;
+  out: string;
+  err: string;
+  json: () => Record<string, unknown>;
+}
+
+class CliExit extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
+
+/**
+ * Runs one verb in this process through the same program the binary builds, with output captured
+ * and the exit turned into a code. `context` is the database every verb opens (a test database).
+ */
+export async function runCliInProcess(
+  args: string[],
+  options: {
+    context: (config: Config) => AppContext;
+    env?: Record<string, string | undefined>;
+    providerFor?: (target: Target, config: Config) => EmbeddingProvider;
+  },
+): Promise<InProcessResult> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: CliIO = {
+    ...processIO(),
+    env: { INNGEST_DEV: "1", LOG_LEVEL: "silent", ...options.env },
+    stdout: (text) => out.push(text),
+    stderr: (text) => err.push(text),
+    exit: (code) => {
+      throw new CliExit(code);
+    },
+    interactive: false,
+    openContext: async (config) => options.context(config),
+    providerFor: options.providerFor ?? providerForTarget,
+    onInterrupt: () => () => undefined,
+  };
+  let code = -1;
+  try {
+    await buildProgram(io).parseAsync(args, { from: "user" });
+  } catch (e) {
+    if (!(e instanceof CliExit)) throw e;
+    code = e.code;
+  }
+  const text = out.join("").replace(/\n$/, "");
+  return { code, out: text, err: err.join("").replace(/\n$/, ""), json: () => JSON.parse(text) };
 }

@@ -1,5 +1,9 @@
 import type { StatusSnapshot } from "../lib/ops/status.js";
-import { bar } from "./format.js";
+
+export function bar(percent: number, width = 30): string {
+  const filled = Math.round((Math.max(0, Math.min(100, percent)) / 100) * width);
+  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}]`;
+}
 
 /** Text for a status snapshot: what /status answers, for a terminal (`status`, `status --watch`). */
 

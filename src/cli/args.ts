@@ -1,0 +1,34 @@
+import { InvalidArgumentError } from "commander";
+
+/** Argument parsers shared by the verbs: each refuses bad input naming the flag and the range. */
+
+export const positiveInt =
+  (name: string, max = 1_000_000) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > max) {
+      throw new InvalidArgumentError(`${name} must be a whole number from 1 to ${max}`);
+    }
+    return n;
+  };
+
+export const columnList = (value: string): string[] => {
+  const cols = value
+    .split(",")
+    .map((c) => c.trim())
+    .filter(Boolean);
+  if (cols.length === 0)
+    throw new InvalidArgumentError("give at least one column, e.g. --content title,body");
+  return cols;
+};
+
+/** Repeatable, comma-separable: `--row 1 --row 2,3`. */
+export const collectIds = (value: string, previous: string[]): string[] => [
+  ...previous,
+  ...value
+    .split(",")
+    .map((v) => v.trim())
+    .filter(Boolean),
+];
+
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -1,0 +1,46 @@
+import type { Command } from "commander";
+import { inngestConfigured, sendCancelled } from "../../functions/client.js";
+import { InputError } from "../../lib/errors.js";
+import { cancelJob } from "../../lib/ops/actions.js";
+import { UUID } from "../args.js";
+import { EXIT } from "../exit.js";
+import type { Cli } from "../io.js";
+
+/** `cancel <jobId>`: the job ends cancelled, its leases go back, Inngest is told. */
+export function registerCancel(program: Command, cli: Cli): void {
+  program
+    .command("cancel")
+    .description("cancel a backfill job: mark it cancelled, give its leases back, and tell Inngest")
+    .argument("<jobId>", "the job id (embeddings status shows them)")
+    .option("--json", "machine-readable output")
+    .addHelpText(
+      "after",
+      "\nA job that already completed or failed is left as it is (exit 1); cancelling twice is fine (exit 0).",
+    )
+    .action(async (jobId: string, o) => {
+      let code: number = EXIT.ok;
+      try {
+        if (!UUID.test(jobId))
+          throw new InputError(`"${jobId}" is not a job id (a UUID); embeddings status lists jobs`);
+        const r = await cli.withContext((ctx) =>
+          cancelJob(ctx.store, jobId, {
+            reason: "cancelled by the operator (embeddings cancel)",
+            notify: inngestConfigured(ctx.config)
+              ? (job) => sendCancelled(cli.io.inngest(ctx.config), job.id)
+              : undefined,
+          }),
+        );
+        if (!r.cancelled) code = EXIT.failed;
+        cli.print(o.json, r, () => {
+          if (!r.cancelled) return `job ${r.jobId} already ${r.status}: nothing to cancel`;
+          const event = r.eventSent
+            ? "Inngest was told (embeddings/backfill.cancelled)"
+            : `Inngest was not told (${r.eventError ?? "not configured"}); its lanes stop at their next batch anyway`;
+          return `cancelled job ${r.jobId} of ${r.target} (was ${r.previousStatus}); released ${r.released} leased rows\n${event}`;
+        });
+      } catch (err) {
+        cli.fail(err);
+      }
+      cli.io.exit(code);
+    });
+}

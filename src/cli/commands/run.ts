@@ -1,0 +1,36 @@
+import type { Command } from "commander";
+import { positiveInt } from "../args.js";
+import { EXIT } from "../exit.js";
+import type { Cli } from "../io.js";
+import { runWithSignals, summaryLine } from "../run-target.js";
+
+/** `run <target>`: embed every row in this process until done. */
+export function registerRun(program: Command, cli: Cli): void {
+  program
+    .command("run")
+    .description(
+      "embed every row of a target in this process until done (Ctrl-C stops cleanly; rerun resumes)",
+    )
+    .argument("<target>")
+    .option("--batch-size <n>", "rows per batch", positiveInt("--batch-size", 2048))
+    .option("--parallelism <n>", "concurrent batches", positiveInt("--parallelism", 64))
+    .option("--reembed", "embed every row again, even unchanged ones")
+    .option("--json", "machine-readable output")
+    .action(async (target: string, o) => {
+      try {
+        const summary = await cli.withContext((ctx) =>
+          runWithSignals(cli.io, ctx, {
+            target,
+            batchSize: o.batchSize ?? ctx.config.EMBEDDINGS_BATCH_SIZE,
+            parallelism: o.parallelism ?? ctx.config.EMBEDDINGS_PARALLELISM,
+            reembed: Boolean(o.reembed),
+            json: Boolean(o.json),
+          }),
+        );
+        cli.print(o.json, summary, () => summaryLine(summary));
+        cli.io.exit(summary.cancelled ? EXIT.interrupted : EXIT.ok);
+      } catch (err) {
+        cli.fail(err);
+      }
+    });
+}

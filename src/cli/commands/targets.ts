@@ -1,0 +1,108 @@
+import { type Command, Option } from "commander";
+import { InputError } from "../../lib/errors.js";
+import { defaultModel, PROVIDERS } from "../../lib/providers/index.js";
+import { LOCAL_MODEL } from "../../lib/providers/local.js";
+import { columnList, positiveInt } from "../args.js";
+import type { Cli } from "../io.js";
+
+/** `targets add | list | remove`: what to embed. */
+export function registerTargets(program: Command, cli: Cli): void {
+  const targets = program.command("targets").description("register, list and remove targets");
+
+  targets
+    .command("add")
+    .description("register a table whose rows need embeddings (re-running updates it)")
+    .argument("<name>", "target name: lowercase letters, digits and _")
+    .requiredOption("--table <schema.table>", "the source table, e.g. public.documents")
+    .requiredOption("--id <column>", "its primary key column")
+    .option("--content <columns>", "comma-separated text columns to embed, e.g. title,body", columnList)
+    .option("--content-sql <expression>", "or one SQL expression over the row that yields the text")
+    .requiredOption("--embedding <column>", "the vector(N) / halfvec(N) / real[] column to fill")
+    .addOption(
+      new Option("--provider <provider>", "embedding provider").choices([...PROVIDERS]).default("local"),
+    )
+    .option(
+      "--model <model>",
+      `model id (default: ${LOCAL_MODEL} for local, text-embedding-3-small for openai)`,
+    )
+    .option(
+      "--dimensions <n>",
+      "vector size; read from vector(N) columns, required for real[]",
+      positiveInt("--dimensions", 16000),
+    )
+    .option(
+      "--max-attempts <n>",
+      "attempts per row before dead_letter",
+      positiveInt("--max-attempts", 100),
+      3,
+    )
+    .option("--json", "machine-readable output")
+    .action(async (name: string, o) => {
+      try {
+        if (!o.content && !o.contentSql)
+          throw new InputError(
+            "give the content to embed: --content col1,col2 or --content-sql <expression>",
+          );
+        if (o.content && o.contentSql)
+          throw new InputError("give either --content or --content-sql, not both");
+        const target = await cli.withContext((ctx) =>
+          ctx.store.registerTarget({
+            name,
+            table: o.table,
+            idColumn: o.id,
+            embeddingColumn: o.embedding,
+            provider: o.provider,
+            model: o.model ?? defaultModel(o.provider)!,
+            contentColumns: o.content,
+            contentExpression: o.contentSql,
+            dimensions: o.dimensions,
+            maxAttempts: o.maxAttempts,
+          }),
+        );
+        cli.print(
+          o.json,
+          target,
+          () =>
+            `registered ${target.name}: ${target.table} -> ${target.embeddingColumn} (${target.embeddingKind}, ${target.dimensions} dims) with ${target.provider}/${target.model}\nnext: embeddings run ${target.name}`,
+        );
+      } catch (err) {
+        cli.fail(err);
+      }
+    });
+
+  targets
+    .command("list")
+    .description("list registered targets")
+    .option("--json", "machine-readable output")
+    .action(async (o) => {
+      try {
+        const list = await cli.withContext((ctx) => ctx.store.listTargets());
+        cli.print(o.json, list, () =>
+          list.length === 0
+            ? "no targets registered"
+            : list
+                .map(
+                  (t) =>
+                    `${t.name}\t${t.table}.${t.embeddingColumn}\t${t.provider}/${t.model}\t${t.dimensions} dims\tcontent: ${t.contentColumns?.join(",") ?? t.contentExpression}`,
+                )
+                .join("\n"),
+        );
+      } catch (err) {
+        cli.fail(err);
+      }
+    });
+
+  targets
+    .command("remove")
+    .description("unregister a target: drops its triggers and row state; the table and its embeddings stay")
+    .argument("<name>")
+    .option("--json", "machine-readable output")
+    .action(async (name: string, o) => {
+      try {
+        const r = await cli.withContext((ctx) => ctx.store.removeTarget(name));
+        cli.print(o.json, r, () => `removed ${r.removed}`);
+      } catch (err) {
+        cli.fail(err);
+      }
+    });
+}

@@ -1,0 +1,92 @@
+import { SingleBar } from "cli-progress";
+import type { AppContext } from "../lib/context.js";
+import { type RunProgress, type RunSummary, runTarget } from "../lib/core/runner.js";
+import { EXIT } from "./exit.js";
+import type { CliIO } from "./io.js";
+
+/**
+ * `run`, `backfill --local` and `demo` embed a target in this process: the runner with the
+ * target's provider, a progress display, and Ctrl-C that finishes the batch in flight, gives every
+ * lease back and exits 130 (a second Ctrl-C exits at once).
+ */
+
+export interface RunRequest {
+  target: string;
+  batchSize: number;
+  parallelism: number;
+  reembed: boolean;
+  json: boolean;
+}
+
+/** Progress on a TTY as a bar with rate and ETA; otherwise one line every few seconds (logs, CI). */
+function progressReporter(io: CliIO, json: boolean) {
+  const tty = io.interactive && !json;
+  let barUi: SingleBar | null = null;
+  let lastLine = 0;
+  return {
+    update(p: RunProgress) {
+      const done = p.job.itemsProcessed + p.job.itemsFailed + p.job.itemsSkipped;
+      const rate = p.elapsedMs > 0 ? (p.job.itemsProcessed / p.elapsedMs) * 1000 : 0;
+      if (tty) {
+        if (!barUi) {
+          barUi = new SingleBar({
+            format:
+              " {bar} {percentage}% | {value}/{total} rows | {rate} rows/s | ETA {eta_formatted} | failed {failed}",
+            stream: process.stderr,
+            hideCursor: true,
+          });
+          barUi.start(Math.max(p.job.itemsTotal, 1), done, { rate: "0", failed: 0 });
+        }
+        barUi.setTotal(Math.max(p.job.itemsTotal, done, 1));
+        barUi.update(done, { rate: rate.toFixed(0), failed: p.job.itemsFailed });
+      } else if (!json && Date.now() - lastLine > 5000) {
+        lastLine = Date.now();
+        io.stderr(
+          `progress ${done}/${p.job.itemsTotal} rows, ${rate.toFixed(0)} rows/s, failed ${p.job.itemsFailed}\n`,
+        );
+      }
+    },
+    stop() {
+      (barUi as SingleBar | null)?.stop();
+    },
+  };
+}
+
+export async function runWithSignals(io: CliIO, ctx: AppContext, request: RunRequest): Promise<RunSummary> {
+  const target = await ctx.store.getTarget(request.target);
+  const provider = io.providerFor(target, ctx.config);
+  const controller = new AbortController();
+  const removeHandler = io.onInterrupt(() => {
+    if (controller.signal.aborted) io.exit(EXIT.interrupted);
+    io.stderr("\nstopping: finishing the current batch and releasing leases (Ctrl-C again to force)\n");
+    controller.abort();
+  });
+  const progress = progressReporter(io, request.json);
+  try {
+    return await runTarget(
+      { store: ctx.store, provider },
+      {
+        target: request.target,
+        batchSize: request.batchSize,
+        parallelism: request.parallelism,
+        reembed: request.reembed,
+        leaseSeconds: ctx.config.EMBEDDINGS_LEASE_SECONDS,
+        signal: controller.signal,
+        onProgress: (p) => progress.update(p),
+      },
+    );
+  } finally {
+    progress.stop();
+    removeHandler();
+  }
+}
+
+export function summaryLine(s: RunSummary): string {
+  const secs = s.elapsedMs / 1000;
+  const rate = secs > 0 ? s.job.itemsProcessed / secs : 0;
+  return [
+    `job ${s.job.id} ${s.job.status}`,
+    `  embedded ${s.job.itemsProcessed} rows, failed ${s.job.itemsFailed}, unchanged ${s.job.itemsSkipped}, tokens ${s.job.tokens}`,
+    `  ${secs.toFixed(1)} s, ${rate.toFixed(0)} rows/s${s.waiting ? "; some rows wait for a retry backoff (the sweep or the next run picks them up)" : ""}`,
+  ].join("\n");
+}
