@@ -4,8 +4,8 @@ import { createAlerter, startAlertMonitor } from "../src/lib/ops/alerts.js";
 import type { Health, HealthLevel } from "../src/lib/ops/health.js";
 import { readStatus } from "../src/lib/ops/status.js";
 import { testConfig, testContext } from "./support/app.js";
-import { createDocuments, registerDocuments, type TestDb } from "./support/fixtures.js";
-import { createTestDatabase } from "./support/pg-server.js";
+import { createDocuments, registerDocuments } from "./support/fixtures.js";
+import { useTestDatabase } from "./support/pg-server.js";
 
 /**
  * The alert webhook against a real local receiver (node:http), with the clock stepped by hand to
@@ -136,16 +136,7 @@ describe("alerter", () => {
 });
 
 describe("alert monitor over real row states", () => {
-  let db: TestDb;
-  let drop: () => Promise<void>;
-  beforeAll(async () => {
-    const t = await createTestDatabase("alerts");
-    db = t.api;
-    drop = t.drop;
-  });
-  afterAll(async () => {
-    await drop?.();
-  });
+  const db = useTestDatabase("alerts");
 
   it("fires once when dead letters appear and once when they are retried", async () => {
     await createDocuments(db, { table: "alert_docs", rows: 30 });

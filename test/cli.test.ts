@@ -1,31 +1,22 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { runCli as cli, spawnCli } from "./support/cli.js";
-import { createDocuments, scalar, type TestDb } from "./support/fixtures.js";
-import { createTestDatabase } from "./support/pg-server.js";
+import { createDocuments, scalar } from "./support/fixtures.js";
+import { useTestDatabase } from "./support/pg-server.js";
 
 /** The `embeddings` CLI as a user runs it: a real child process, real databases, exit codes. */
 
-let db: TestDb;
-let url: string;
-let drop: () => Promise<void>;
+const db = useTestDatabase("cli");
 
 beforeAll(async () => {
-  const t = await createTestDatabase("cli");
-  db = t.api;
-  url = t.url;
-  drop = t.drop;
   await createDocuments(db, { table: "cli_docs", rows: 250 });
-});
-afterAll(async () => {
-  await drop?.();
 });
 
 describe("embeddings CLI", () => {
   it("registers a target, runs it to completion, and reports status as stable JSON", async () => {
-    const env = { DATABASE_URL: url };
+    const env = { DATABASE_URL: db.url };
     const add = await cli(
       [
         "targets",
@@ -72,7 +63,7 @@ describe("embeddings CLI", () => {
 
   it("Ctrl-C finishes the batch in flight, releases every lease, and a rerun resumes where it stopped", async () => {
     await createDocuments(db, { table: "sigint_docs", rows: 12_000 });
-    const env = { DATABASE_URL: url };
+    const env = { DATABASE_URL: db.url };
     await cli(
       [
         "targets",
@@ -124,7 +115,7 @@ describe("embeddings CLI", () => {
   });
 
   it("answers bad input with exit code 2 and a message naming the problem and the fix", async () => {
-    const env = { DATABASE_URL: url };
+    const env = { DATABASE_URL: db.url };
     const missing = await cli(
       [
         "targets",

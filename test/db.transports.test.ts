@@ -11,7 +11,7 @@ import { createPostgresApi, SqlApiError } from "../src/lib/db/postgres.js";
 import { createSupabaseApi } from "../src/lib/db/supabase.js";
 import type { SqlApi } from "../src/lib/db/types.js";
 import { isRetryable } from "../src/lib/errors.js";
-import { createTestDatabase, type TestDatabase } from "./support/pg-server.js";
+import { useTestDatabase } from "./support/pg-server.js";
 import { createTestPGlite } from "./support/pglite.js";
 import { type PostgrestGateway, startPostgrestGateway } from "./support/postgrest-gateway.js";
 
@@ -58,14 +58,14 @@ const NASTY = [
 
 const KEY = `sb-service-role-${randomBytes(16).toString("hex")}`;
 
-let server: TestDatabase;
+const server = useTestDatabase("db_transports");
 let lite: PGliteApi;
 let gateway: PostgrestGateway;
 let supabase: SqlApi;
 let transports: [string, SqlApi][];
 
 beforeAll(async () => {
-  [server, lite] = await Promise.all([createTestDatabase("db_transports"), createTestPGlite()]);
+  lite = await createTestPGlite();
   await Promise.all([server.api.exec(FIXTURES), lite.exec(FIXTURES)]);
   gateway = await startPostgrestGateway({ db: server.api, serviceRoleKey: KEY });
   supabase = createSupabaseApi({ url: gateway.url, serviceRoleKey: KEY });
@@ -79,7 +79,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await supabase?.close();
   await gateway?.close();
-  await Promise.all([server?.drop(), lite?.close()]);
+  await lite?.close();
 });
 
 async function onEach<T>(fn: (api: SqlApi) => Promise<T>): Promise<Record<string, T>> {

@@ -1,29 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { DEFAULT_LIMITS } from "../src/functions/deps.js";
 import { backfillCancelled, backfillRequested } from "../src/functions/events.js";
 import { INNGEST_MAX_EVENTS_PER_SEND, INNGEST_MAX_STEPS, planBackfill } from "../src/functions/plan.js";
 import { TransientError } from "../src/lib/errors.js";
 import type { EmbeddingProvider } from "../src/lib/providers/provider.js";
 import { createTestApp } from "./support/app.js";
-import { createDocuments, registerDocuments, scalar, type TestDb } from "./support/fixtures.js";
-import { createTestDatabase } from "./support/pg-server.js";
+import { createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
+import { useTestDatabase } from "./support/pg-server.js";
 
 /**
  * The Inngest functions, served by the real Hono app, driven over the SDK's HTTP protocol by the
  * executor harness, against a real PostgreSQL server.
  */
 
-let db: TestDb;
-let drop: () => Promise<void>;
-
-beforeAll(async () => {
-  const t = await createTestDatabase("inngest");
-  db = t.api;
-  drop = t.drop;
-});
-afterAll(async () => {
-  await drop?.();
-});
+const db = useTestDatabase("inngest");
 
 async function table(name: string, rows: number) {
   await createDocuments(db, { table: name, rows });

@@ -1,28 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { rowsChanged } from "../src/functions/events.js";
 import { createTestApp } from "./support/app.js";
-import {
-  countingProvider,
-  createDocuments,
-  registerDocuments,
-  scalar,
-  type TestDb,
-} from "./support/fixtures.js";
-import { createTestDatabase } from "./support/pg-server.js";
+import { countingProvider, createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
+import { useTestDatabase } from "./support/pg-server.js";
 
 /** Scheduled sweep, dead-letter recovery and rows.changed, through the real endpoint and harness. */
 
-let db: TestDb;
-let drop: () => Promise<void>;
-
-beforeAll(async () => {
-  const t = await createTestDatabase("scheduled");
-  db = t.api;
-  drop = t.drop;
-});
-afterAll(async () => {
-  await drop?.();
-});
+const db = useTestDatabase("scheduled");
 
 const targetId = (name: string) => `(SELECT id FROM embedding_targets WHERE name = '${name}')`;
 

@@ -10,8 +10,8 @@ import { readStatus } from "../src/lib/ops/status.js";
 import type { EmbeddingProvider } from "../src/lib/providers/provider.js";
 import { testConfig, testContext } from "./support/app.js";
 import { runCli, runCliInProcess } from "./support/cli.js";
-import { createDocuments, registerDocuments, scalar, type TestDb } from "./support/fixtures.js";
-import { createTestDatabase } from "./support/pg-server.js";
+import { createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
+import { useTestDatabase } from "./support/pg-server.js";
 
 /**
  * The operations verbs. In process (the verbs registered on a fresh program, with helpers that
@@ -19,18 +19,12 @@ import { createTestDatabase } from "./support/pg-server.js";
  * in for the Inngest event API; and a few runs of the real binary (tsx src/cli/main.ts).
  */
 
-let db: TestDb;
-let dbUrl: string;
-let drop: () => Promise<void>;
+const db = useTestDatabase("ops_cli");
 let receiver: Server;
 let receiverUrl: string;
 const events: { url: string; body: { name: string; data: Record<string, unknown>; id?: string }[] }[] = [];
 
 beforeAll(async () => {
-  const t = await createTestDatabase("ops_cli");
-  db = t.api;
-  dbUrl = t.url;
-  drop = t.drop;
   receiver = createServer((req, res) => {
     let body = "";
     req.on("data", (c) => {
@@ -50,7 +44,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await new Promise((r) => receiver?.close(r));
-  await drop?.();
 });
 
 async function cli(
@@ -249,7 +242,7 @@ describe("the real binary", () => {
   it("documents exit codes in every verb's help, and exits with them", async () => {
     const dataDir = await mkdtemp(join(tmpdir(), "ops-cli-"));
     try {
-      const env = { DATABASE_URL: dbUrl, EMBEDDINGS_DATA_DIR: dataDir };
+      const env = { DATABASE_URL: db.url, EMBEDDINGS_DATA_DIR: dataDir };
       const [help, doctor, unknown, usage, unreachable] = await Promise.all([
         run(["retry", "--help"], env),
         run(["doctor", "cli_docs", "--no-probe", "--json"], env),

@@ -13,14 +13,8 @@ import { LOCAL_MODEL } from "../src/lib/providers/local.js";
 import type { EmbeddingProvider } from "../src/lib/providers/provider.js";
 import type { Target } from "../src/lib/types.js";
 import { testConfig, testContext } from "./support/app.js";
-import {
-  countingProvider,
-  createDocuments,
-  registerDocuments,
-  scalar,
-  type TestDb,
-} from "./support/fixtures.js";
-import { createTestDatabase } from "./support/pg-server.js";
+import { countingProvider, createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
+import { useTestDatabase } from "./support/pg-server.js";
 
 /**
  * The operations endpoints of the real app (buildApp), through app.request(), against a real
@@ -30,16 +24,12 @@ import { createTestDatabase } from "./support/pg-server.js";
 const TOKEN = "test-admin-token-0123456789abcdef";
 const AUTH = { authorization: `Bearer ${TOKEN}` };
 
-let db: TestDb;
-let drop: () => Promise<void>;
+const db = useTestDatabase("ops_http");
 let receiver: Server;
 let receiverUrl: string;
 const events: { url: string; body: unknown }[] = [];
 
 beforeAll(async () => {
-  const t = await createTestDatabase("ops_http");
-  db = t.api;
-  drop = t.drop;
   // Stands in for the Inngest event API: records what the app sends.
   receiver = createServer((req, res) => {
     let body = "";
@@ -58,7 +48,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await new Promise((r) => receiver?.close(r));
-  await drop?.();
 });
 
 function opsDeps(

@@ -3,7 +3,7 @@ import { runTarget } from "../src/lib/core/runner.js";
 import { EmbeddingStore } from "../src/lib/db/store.js";
 import { createSupabaseApi } from "../src/lib/db/supabase.js";
 import { countingProvider, createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
-import { createTestDatabase, type TestDatabase } from "./support/pg-server.js";
+import { useTestDatabase } from "./support/pg-server.js";
 import { type PostgrestGateway, startPostgrestGateway } from "./support/postgrest-gateway.js";
 
 /**
@@ -12,16 +12,14 @@ import { type PostgrestGateway, startPostgrestGateway } from "./support/postgres
  */
 
 const KEY = "service-role-key-for-tests-0123456789";
-let db: TestDatabase;
+const db = useTestDatabase("supabase");
 let gateway: PostgrestGateway;
 
 beforeAll(async () => {
-  db = await createTestDatabase("supabase");
   gateway = await startPostgrestGateway({ db: db.api, serviceRoleKey: KEY });
 });
 afterAll(async () => {
   await gateway?.close();
-  await db?.drop();
 });
 
 describe("supabase-js transport", () => {

@@ -1,9 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { inject } from "vitest";
+import { afterAll, beforeAll, inject } from "vitest";
 import { applyMigrations, MIGRATIONS_DIR } from "../../src/lib/db/migrate.js";
 import { createPostgresApi, type PostgresApi } from "../../src/lib/db/postgres.js";
+import { EmbeddingStore } from "../../src/lib/db/store.js";
+import type { ApiArg, SqlAdmin, SqlApi } from "../../src/lib/db/types.js";
 import { databaseUrl, withAdmin } from "./pg-admin.js";
 import { startCluster } from "./pg-cluster.js";
+import { SUPABASE_DEFAULTS_SQL, SUPABASE_ROLES_SQL } from "./supabase-roles.js";
 
 export { databaseUrl };
 
@@ -43,7 +46,14 @@ export async function startPgServer(): Promise<PgServer> {
  * CREATE DATABASE ... TEMPLATE fails while anyone is connected to the template.
  */
 export async function buildTemplate(server: PgServerInfo, migrationsDir = MIGRATIONS_DIR): Promise<string[]> {
-  await withAdmin(server.adminUrl, (c) => c.query(`CREATE DATABASE ${server.templateDatabase}`));
+  await withAdmin(server.adminUrl, async (c) => {
+    await c.query(SUPABASE_ROLES_SQL);
+    await c.query(`CREATE DATABASE ${server.templateDatabase}`);
+  });
+  // Supabase's default privileges, so every test runs against the grants a real project has.
+  await withAdmin(databaseUrl(server.adminUrl, server.templateDatabase), (c) =>
+    c.query(SUPABASE_DEFAULTS_SQL),
+  );
   const api = createPostgresApi({
     connectionString: databaseUrl(server.adminUrl, server.templateDatabase),
     poolSize: 1,
@@ -63,6 +73,8 @@ export interface TestDatabase {
   url: string;
   /** Postgres transport to this database (pool of 10). */
   api: PostgresApi;
+  /** The typed SQL API over `api`. */
+  store: EmbeddingStore;
   /** Closes `api` and drops the database. */
   drop(): Promise<void>;
 }
@@ -70,10 +82,14 @@ export interface TestDatabase {
 let created = 0;
 
 /**
- * A fresh, migrated database for one test file, cloned from the template. Call it in beforeAll and
- * `drop()` in afterAll; `name` only makes the database easier to spot when debugging.
+ * A fresh database for one test file: cloned from the migrated template, or `empty` (Supabase's
+ * roles and default privileges, no migration) for tests of the migrations themselves. Most files
+ * use `useTestDatabase`, which creates it before the file's tests and drops it after.
  */
-export async function createTestDatabase(name?: string): Promise<TestDatabase> {
+export async function createTestDatabase(
+  name?: string,
+  options: { empty?: boolean } = {},
+): Promise<TestDatabase> {
   const server = inject("pgServer");
   if (!server)
     throw new Error("pgServer not provided: is test/support/global-setup.ts in vitest globalSetup?");
@@ -83,15 +99,17 @@ export async function createTestDatabase(name?: string): Promise<TestDatabase> {
     .slice(0, 30);
   const dbName = `t_${slug}_${process.pid}_${++created}_${randomBytes(3).toString("hex")}`;
   await withAdmin(server.adminUrl, (c) =>
-    c.query(`CREATE DATABASE ${dbName} TEMPLATE ${server.templateDatabase}`),
+    c.query(`CREATE DATABASE ${dbName} TEMPLATE ${options.empty ? "template0" : server.templateDatabase}`),
   );
   const url = databaseUrl(server.adminUrl, dbName);
+  if (options.empty) await withAdmin(url, (c) => c.query(SUPABASE_DEFAULTS_SQL));
   const api = createPostgresApi(url);
   let dropping: Promise<void> | undefined;
   return {
     name: dbName,
     url,
     api,
+    store: new EmbeddingStore(api),
     drop() {
       dropping ??= api.close().then(async () => {
         await withAdmin(server.adminUrl, (c) => c.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`));
@@ -99,4 +117,52 @@ export async function createTestDatabase(name?: string): Promise<TestDatabase> {
       return dropping;
     },
   };
+}
+
+/**
+ * "A fresh migrated database for this file": created in beforeAll, dropped in afterAll. The handle is
+ * itself the database's SQL API (call, exec, query), usable inside tests and hooks.
+ */
+export function useTestDatabase(name?: string, options: { empty?: boolean } = {}): TestDatabaseHandle {
+  const handle = new TestDatabaseHandle();
+  beforeAll(async () => {
+    handle.current = await createTestDatabase(name, options);
+  });
+  afterAll(async () => {
+    await handle.current?.drop();
+  });
+  return handle;
+}
+
+export class TestDatabaseHandle implements SqlApi, SqlAdmin {
+  readonly kind = "postgres" as const;
+  current: TestDatabase | undefined;
+
+  private get db(): TestDatabase {
+    if (!this.current) throw new Error("useTestDatabase: the database exists only inside tests and hooks");
+    return this.current;
+  }
+  get name(): string {
+    return this.db.name;
+  }
+  get url(): string {
+    return this.db.url;
+  }
+  get api(): PostgresApi {
+    return this.db.api;
+  }
+  get store(): EmbeddingStore {
+    return this.db.store;
+  }
+  call<T = unknown>(fn: string, args: Record<string, ApiArg | undefined>): Promise<T> {
+    return this.db.api.call<T>(fn, args);
+  }
+  exec(sql: string): Promise<void> {
+    return this.db.api.exec(sql);
+  }
+  query<R = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<R[]> {
+    return this.db.api.query<R>(sql, params);
+  }
+  /** The file's database is dropped after its tests; closing it early is a no-op. */
+  async close(): Promise<void> {}
 }

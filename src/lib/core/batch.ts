@@ -153,8 +153,7 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
   let remaining = -1;
   let job: Job | undefined;
   if (options.jobId) {
-    job = await store.recordBatch(options.jobId, {
-      processed,
+    job = await store.incrementProgress(options.jobId, processed, {
       failed: failed + claim.empty,
       skipped: claim.skipped + claim.deleted,
       tokens,

@@ -159,23 +159,23 @@ export class EmbeddingStore {
     return this.api.call<Job>("embedding_job_get", { p_job: jobId });
   }
 
-  recordBatch(
+  /**
+   * Records a batch's progress atomically: rows processed (the function's original two-argument
+   * contract), and optionally failed, skipped, tokens and requests. Returns the job after the update.
+   */
+  incrementProgress(
     jobId: string,
-    counts: { processed: number; failed: number; skipped: number; tokens: number; requests: number },
+    processed: number,
+    more: { failed?: number; skipped?: number; tokens?: number; requests?: number } = {},
   ): Promise<Job> {
-    return this.api.call<Job>("embedding_job_record_batch", {
-      p_job: jobId,
-      p_processed: counts.processed,
-      p_failed: counts.failed,
-      p_skipped: counts.skipped,
-      p_tokens: counts.tokens,
-      p_requests: counts.requests,
+    return this.api.call<Job>("increment_embedding_job_progress", {
+      job_id: jobId,
+      increment_count: processed,
+      failed_count: more.failed,
+      skipped_count: more.skipped,
+      token_count: more.tokens,
+      request_count: more.requests,
     });
-  }
-
-  /** The 003 report's contract, kept under its own name for callers that only count. */
-  async incrementProgress(jobId: string, count: number): Promise<void> {
-    await this.api.call("increment_embedding_job_progress", { job_id: jobId, increment_count: count });
   }
 
   finishJob(jobId: string, status: "completed" | "failed" | "cancelled", error?: string): Promise<Job> {
@@ -194,7 +194,15 @@ export class EmbeddingStore {
     return this.api.call<TargetStatus[]>("embedding_status", { p_target: target ?? null, p_jobs: jobs });
   }
 
-  schemaVersion(): Promise<{ version: string | null; vector: boolean; server: string }> {
+  /** The newest migration recorded, every version recorded (an older database has no `versions`). */
+  schemaVersion(): Promise<{
+    version: string | null;
+    versions?: string[];
+    /** sha256 per version, as the migration runner recorded it when it applied the file. */
+    checksums?: Record<string, string>;
+    vector: boolean;
+    server: string;
+  }> {
     return this.api.call("embedding_schema_version", {});
   }
 

@@ -1,5 +1,5 @@
 import type { Config } from "../config.js";
-import { loadMigrations } from "../db/migrate.js";
+import { editedMigrations, loadMigrations, type Migration } from "../db/migrate.js";
 import type { EmbeddingStore } from "../db/store.js";
 import { errorMessage, isRetryable, TargetConfigError } from "../errors.js";
 import { openAIKeyProblem } from "../providers/index.js";
@@ -36,9 +36,18 @@ export interface PreflightDeps {
 
 const UNDEFINED_FUNCTION = "42883";
 
-export async function latestSchemaVersion(): Promise<string> {
-  const m = await loadMigrations();
-  return m.at(-1)?.version ?? "none";
+/** Migrations this worker ships that the database has not recorded. */
+function missingMigrations(
+  files: readonly Migration[],
+  recorded: { version: string | null; versions?: string[] },
+): string[] {
+  // A database from before `versions` existed reports only its newest version.
+  const have = new Set(recorded.versions ?? []);
+  return files
+    .filter((m) =>
+      recorded.versions ? !have.has(m.version) : recorded.version === null || m.version > recorded.version,
+    )
+    .map((m) => `${m.version}_${m.name}`);
 }
 
 export async function preflight(
@@ -86,9 +95,19 @@ export async function preflight(
   try {
     const v = await store.schemaVersion();
     reachable = true;
-    const want = await latestSchemaVersion();
+    const files = await loadMigrations();
+    const missing = missingMigrations(files, v);
+    const edited = editedMigrations(files, v.checksums ?? {});
+    if (edited.length > 0) {
+      checks.push({
+        name: "migrations",
+        level: "config",
+        message: `migrations changed after this database applied them: ${edited.join(", ")}`,
+        fix: "a released migration must never be edited: restore it, and ship the change as a new migration",
+      });
+    }
     checks.push(
-      v.version !== null && v.version >= want
+      missing.length === 0
         ? {
             name: "schema",
             level: "ok",
@@ -97,7 +116,7 @@ export async function preflight(
         : {
             name: "schema",
             level: "config",
-            message: `database schema is at ${v.version ?? "nothing"}, this worker needs ${want}`,
+            message: `database schema is at ${v.version ?? "nothing"}; not applied: ${missing.join(", ")}`,
             fix: "apply supabase/migrations: supabase db push, or psql -f each file in order",
           },
     );
