@@ -4,40 +4,36 @@ import { embedLexical } from "../lib/providers/local.js";
 
 /**
  * The demo's user table: an ordinary application table with NOT NULL columns besides its content
- * (the 001 report's UPSERT failed on exactly those), filled with generated but readable articles.
+ * (an UPSERT that INSERTs fails on exactly those), filled with generated but readable articles.
  * This is the user's SQL, not the service's: the service itself only calls its SQL API.
  */
 
-const TOPICS = [
-  ["Postgres", "vacuum", "autovacuum keeps table bloat in check and prevents transaction id wraparound"],
-  ["Postgres", "indexes", "a partial index covers only the rows a query needs and stays small"],
-  ["Postgres", "replication", "logical replication streams row changes to a subscriber database"],
-  ["pgvector", "HNSW", "an HNSW index answers approximate nearest neighbour queries over embeddings quickly"],
-  ["pgvector", "distance", "cosine distance compares the direction of two embedding vectors"],
-  [
-    "Supabase",
-    "edge functions",
-    "edge functions have a wall-clock limit, so long loops must be split into batches",
-  ],
-  ["Supabase", "row level security", "row level security policies decide which rows each role may read"],
-  ["Inngest", "steps", "durable steps are retried on their own and memoised once they succeed"],
-  ["Inngest", "fan-out", "a coordinator can fan out thousands of child runs with one sendEvent call"],
-  ["OpenAI", "rate limits", "a 429 response carries retry-after and x-ratelimit-reset headers"],
-  [
-    "OpenAI",
-    "embeddings",
-    "text-embedding-3-small returns 1536 dimensions unless a smaller size is requested",
-  ],
-  ["Cooking", "bread", "a sourdough starter needs flour, water and a warm kitchen to rise"],
-  ["Cooking", "pasta", "fresh pasta dough rests for half an hour before it is rolled thin"],
-  ["Gardening", "tomatoes", "tomato plants want full sun, deep watering and a stake to climb"],
-  ["Gardening", "compost", "a compost heap turns kitchen scraps and leaves into dark soil"],
-  ["Cycling", "maintenance", "a clean chain and the right tyre pressure make a bicycle ride smoothly"],
-  ["Astronomy", "planets", "Jupiter and Saturn are gas giants with dozens of moons each"],
-  ["Astronomy", "telescopes", "a reflecting telescope gathers starlight with a curved mirror"],
-  ["Music", "guitar", "tuning a guitar by ear starts from the low E string"],
-  ["Music", "piano", "practising scales slowly builds finger independence on the piano"],
-] as const;
+/** category | subject | fact, one article topic a line. */
+const TOPICS = `
+Postgres | vacuum | autovacuum keeps table bloat in check and prevents transaction id wraparound
+Postgres | indexes | a partial index covers only the rows a query needs and stays small
+Postgres | replication | logical replication streams row changes to a subscriber database
+pgvector | HNSW | an HNSW index answers approximate nearest neighbour queries over embeddings quickly
+pgvector | distance | cosine distance compares the direction of two embedding vectors
+Supabase | edge functions | edge functions have a wall-clock limit, so long loops must be split into batches
+Supabase | row level security | row level security policies decide which rows each role may read
+Inngest | steps | durable steps are retried on their own and memoised once they succeed
+Inngest | fan-out | a coordinator can fan out thousands of child runs with one sendEvent call
+OpenAI | rate limits | a 429 response carries retry-after and x-ratelimit-reset headers
+OpenAI | embeddings | text-embedding-3-small returns 1536 dimensions unless a smaller size is requested
+Cooking | bread | a sourdough starter needs flour, water and a warm kitchen to rise
+Cooking | pasta | fresh pasta dough rests for half an hour before it is rolled thin
+Gardening | tomatoes | tomato plants want full sun, deep watering and a stake to climb
+Gardening | compost | a compost heap turns kitchen scraps and leaves into dark soil
+Cycling | maintenance | a clean chain and the right tyre pressure make a bicycle ride smoothly
+Astronomy | planets | Jupiter and Saturn are gas giants with dozens of moons each
+Astronomy | telescopes | a reflecting telescope gathers starlight with a curved mirror
+Music | guitar | tuning a guitar by ear starts from the low E string
+Music | piano | practising scales slowly builds finger independence on the piano
+`
+  .trim()
+  .split("\n")
+  .map((line) => line.split(" | ") as [string, string, string]);
 
 const ANGLES = [
   "A beginner's guide",

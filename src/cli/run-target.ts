@@ -18,6 +18,21 @@ export interface RunRequest {
   json: boolean;
 }
 
+/** The request the `run` flags describe, defaults from the configuration. */
+export function runRequest(
+  target: string,
+  flags: { batchSize?: number; parallelism?: number; reembed?: boolean; json?: boolean },
+  ctx: AppContext,
+): RunRequest {
+  return {
+    target,
+    batchSize: flags.batchSize ?? ctx.config.EMBEDDINGS_BATCH_SIZE,
+    parallelism: flags.parallelism ?? ctx.config.EMBEDDINGS_PARALLELISM,
+    reembed: Boolean(flags.reembed),
+    json: Boolean(flags.json),
+  };
+}
+
 /** Progress on a TTY as a bar with rate and ETA; otherwise one line every few seconds (logs, CI). */
 function progressReporter(io: CliIO, json: boolean) {
   const tty = io.interactive && !json;

@@ -8,7 +8,8 @@ import { backfillCancelled, backfillRequested, backfillWorker } from "./events.j
 import { planBackfill } from "./plan.js";
 
 /**
- * Coordinator: preflight -> create-job -> seed-N (bounded pages) -> start-job -> fan-out.
+ * Coordinator: create-job -> preflight -> seed-N (bounded pages) -> start-job -> fan-out. The job
+ * exists before preflight runs, so every problem preflight finds is recorded on it.
  * It hands the rows to `parallelism` worker lanes (embeddings-backfill-worker) with one sendEvent;
  * the lanes process batches and the last one to find nothing left completes the job. The
  * coordinator itself stays at a few hundred steps even for a million rows (see plan.ts).

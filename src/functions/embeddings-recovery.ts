@@ -5,7 +5,7 @@ import { mapped } from "./errors.js";
 import { runDueBatches } from "./run-batches.js";
 
 /**
- * Every 6 hours by default (the 002 report's backup worker, made durable): dead-lettered rows
+ * Every 6 hours by default, the durable backup worker: dead-lettered rows
  * whose failure was transient (timeouts, 5xx, crashed leases) get their attempts back and are
  * processed one row per batch, so one huge row cannot time out a whole write. Permanent failures
  * (the provider rejected the input) stay until a person forces a retry.

@@ -51,11 +51,13 @@ export class ConfigError extends Error {
 /** Bad input from a person (CLI flag, event field, request body, registration argument). Never retried. */
 export class InputError extends Error {
   override name = "InputError";
-  constructor(
-    message: string,
-    readonly options: { notFound?: boolean; fix?: string } = {},
-  ) {
+  /** The request names something that does not exist (an unknown target or job). */
+  readonly notFound: boolean;
+  readonly fix?: string;
+  constructor(message: string, options: { notFound?: boolean; fix?: string } = {}) {
     super(message);
+    this.notFound = options.notFound ?? false;
+    if (options.fix) this.fix = options.fix;
   }
 }
 
@@ -163,7 +165,7 @@ export function classifyFailure(err: unknown, context: { attempt?: number } = {}
   if (err instanceof TargetConfigError) return { kind: "configuration", message, fix: err.fix };
   if (err instanceof ConfigError) return { kind: "configuration", message };
   if (err instanceof InputError) {
-    return { kind: "bad-input", message, fix: err.options.fix, notFound: err.options.notFound === true };
+    return { kind: "bad-input", message, fix: err.fix, notFound: err.notFound };
   }
   const raw = (err as { code?: unknown } | null)?.code;
   // A socket error that reached us without a transport's SQLSTATE (an HTTP client, a DNS lookup).

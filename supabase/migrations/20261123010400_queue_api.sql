@@ -12,7 +12,7 @@
 
 
 -- Seeds per-row state for one keyset page of the source table (bounded work per call, so a
--- million-row table never needs one long statement: the 002 report's statement timeouts).
+-- million-row table never needs one long statement that a statement timeout cancels).
 -- Rows that already have an embedding are recorded as completed with the current content hash unless
 -- p_reembed; rows already tracked keep their state unless p_reembed.
 CREATE OR REPLACE FUNCTION public.embedding_enqueue(
@@ -226,9 +226,9 @@ BEGIN
   END IF;
   -- Each vector is parsed once, in the UPDATE statement, and its dimension taken from the parsed
   -- value: rows of the wrong size are never written, and the first of them is reported below, which
-  -- rolls the whole call back. Nothing of a batch with a wrong-size vector is kept, as before, and
-  -- the separate text pass that counted commas in every vector is gone.
-  -- '[x,y]' -> '{x,y}' for array columns: what translate() did, at a tenth of the cost (see the header).
+  -- rolls the whole call back: nothing of a batch with a wrong-size vector is kept, and no separate
+  -- text pass counts commas in every vector.
+  -- '[x,y]' -> '{x,y}' for array columns: two replace() calls, a tenth of the cost of translate().
   v_parse_sql := CASE WHEN t.embedding_kind IN ('vector', 'halfvec')
                       THEN format('x.vec::%s', t.embedding_type_sql)
                       ELSE format('replace(replace(x.vec, ''['', ''{''), '']'', ''}'')::%s', t.embedding_type_sql) END;
@@ -288,7 +288,8 @@ BEGIN
       RAISE;
     END IF;
   END;
-  -- Dimension check with both numbers in the message (the 003 outage); raising here undoes the UPDATE.
+  -- Dimension check with both numbers in the message (384 vs 1536 is the classic); raising here undoes
+  -- the UPDATE.
   IF v_bad_dims IS NOT NULL THEN
     RAISE EXCEPTION 'target "%": expected % dimensions, got % (row %)', t.name, t.dimensions, v_bad_dims, v_bad_id
       USING ERRCODE = '22000', HINT = format('configure the provider for %s dimensions, or alter the column to the model''s dimension', t.dimensions);

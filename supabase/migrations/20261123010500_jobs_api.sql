@@ -146,7 +146,7 @@ BEGIN
 END $$;
 
 -- Jobs whose heartbeat is older than the threshold are marked failed with a reason: no job is ever
--- left "running" forever (the 000 and 003 reports).
+-- left "running" forever after its worker was killed by a platform timeout, a crash or a deploy.
 CREATE OR REPLACE FUNCTION public.embedding_jobs_expire(p_stale_seconds integer DEFAULT 900)
 RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp

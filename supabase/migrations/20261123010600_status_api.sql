@@ -2,7 +2,7 @@
 
 
 -- Per target: state counts from the (target_id, status) index, rows embedded in the source, and the
--- silent-failure mismatch of the 001 report: rows whose state says completed while the source's
+-- silent-failure mismatch: rows whose state says completed while the source's
 -- embedding column is NULL. Plus the latest jobs.
 CREATE OR REPLACE FUNCTION public.embedding_status(p_target text DEFAULT NULL, p_jobs integer DEFAULT 5)
 RETURNS jsonb

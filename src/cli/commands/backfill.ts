@@ -7,7 +7,7 @@ import { ConfigError, errorMessage, TransientError } from "../../lib/errors.js";
 import { positiveInt } from "../args.js";
 import { EXIT } from "../exit.js";
 import type { Cli } from "../io.js";
-import { runWithSignals, summaryLine } from "../run-target.js";
+import { runRequest, runWithSignals, summaryLine } from "../run-target.js";
 
 function assertInngestConfigured(config: Config): void {
   if (inngestConfigured(config)) return;
@@ -59,13 +59,7 @@ work. Watch it with: embeddings status <target> --watch, GET /status, or the das
       try {
         if (o.local) {
           const summary = await cli.withContext((ctx) =>
-            runWithSignals(cli.io, ctx, {
-              target,
-              batchSize: o.batchSize ?? ctx.config.EMBEDDINGS_BATCH_SIZE,
-              parallelism: o.parallelism ?? ctx.config.EMBEDDINGS_PARALLELISM,
-              reembed: Boolean(o.reembed),
-              json: Boolean(o.json),
-            }),
+            runWithSignals(cli.io, ctx, runRequest(target, o, ctx)),
           );
           cli.print(o.json, { mode: "local", ...summary }, () => summaryLine(summary));
           code = summary.cancelled ? EXIT.interrupted : EXIT.ok;

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { positiveInt } from "../args.js";
 import { EXIT } from "../exit.js";
 import type { Cli } from "../io.js";
-import { runWithSignals, summaryLine } from "../run-target.js";
+import { runRequest, runWithSignals, summaryLine } from "../run-target.js";
 
 /** `run <target>`: embed every row in this process until done. */
 export function registerRun(program: Command, cli: Cli): void {
@@ -19,13 +19,7 @@ export function registerRun(program: Command, cli: Cli): void {
     .action(async (target: string, o) => {
       try {
         const summary = await cli.withContext((ctx) =>
-          runWithSignals(cli.io, ctx, {
-            target,
-            batchSize: o.batchSize ?? ctx.config.EMBEDDINGS_BATCH_SIZE,
-            parallelism: o.parallelism ?? ctx.config.EMBEDDINGS_PARALLELISM,
-            reembed: Boolean(o.reembed),
-            json: Boolean(o.json),
-          }),
+          runWithSignals(cli.io, ctx, runRequest(target, o, ctx)),
         );
         cli.print(o.json, summary, () => summaryLine(summary));
         cli.io.exit(summary.cancelled ? EXIT.interrupted : EXIT.ok);

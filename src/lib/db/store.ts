@@ -220,7 +220,7 @@ export class EmbeddingStore {
     return this.api.call<QueueCounts>("embedding_queue_counts", { p_target: target });
   }
 
-  /** Queues again the rows marked completed whose embedding column is NULL (the 001 mismatch). */
+  /** Queues again the rows marked completed whose embedding column is NULL (queue state that disagrees with coverage). */
   retryCompletedButNull(target: string, limit = 1000): Promise<{ requeued: number }> {
     return this.api.call("embedding_retry_completed_null", { p_target: target, p_limit: limit });
   }

@@ -14,7 +14,7 @@ export interface RetryRequest {
   ids?: string[];
   /** With ids: only those that are dead-lettered. Without ids, dead letters are the default scope. */
   deadLetter?: boolean;
-  /** Rows marked completed whose embedding is NULL (the 001 mismatch). */
+  /** Rows marked completed whose embedding is NULL (queue state that disagrees with coverage). */
   completed?: boolean;
   limit?: number;
 }

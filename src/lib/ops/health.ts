@@ -1,13 +1,14 @@
 /**
  * Health levels from a target's figures. Pure: no clock, no database, so every threshold is tested
- * exactly. Defaults are the 002 report's alert thresholds:
+ * exactly. Defaults are the thresholds a production embedding pipeline's operators settled on:
  *
  *   | signal                                  | healthy | warning  | critical |
  *   | dead letters                            | 0       | 1-20     | > 20     |
  *   | no row embedded while work is due       | < 1 h   | 1 h-6 h  | >= 6 h   |
  *   | retry queue (rows waiting for backoff)  | < 100   | 100-500  | > 500    |
  *
- * plus the 001 report's silent failure (rows marked completed whose embedding is NULL), a warning
+ * plus the silent failure where queue state disagrees with coverage (rows marked completed whose
+ * embedding is NULL), a warning
  * from the first row. Each threshold is "at or above": overriding `deadLetters.critical` to 50
  * means 50 dead letters are critical.
  */

@@ -7,10 +7,10 @@ import type { EmbeddingProvider } from "../providers/provider.js";
 import type { Target } from "../types.js";
 
 /**
- * One preflight, used by `embeddings doctor`, GET /health and the first step of every Inngest
- * function. It reports every problem at once, each with its fix, and never prints a secret.
- * The 003 outage (a missing key, then 384 vs 1536 dimensions) fails here in seconds, before any
- * row is claimed.
+ * One preflight, used by `embeddings doctor`, GET /health and the backfill's `preflight` step. It
+ * reports every problem at once, each with its fix, and never prints a secret. A missing key, or a
+ * model answering 1536 dimensions for a 384-dimension column, fails here in seconds, before any row
+ * is claimed.
  */
 
 export type CheckLevel = "ok" | "config" | "transient";

@@ -1,0 +1,60 @@
+/** The shapes the dashboard reads from GET /status and GET /dead-letters. */
+
+export interface Reason {
+  level: "warning" | "critical";
+  message: string;
+}
+export interface JobView {
+  id: string;
+  kind: string;
+  status: string;
+  percent: number;
+  done: number;
+  itemsTotal: number;
+  itemsFailed: number;
+  averagePerMinute: number | null;
+  etaSeconds: number | null;
+  tokens: number;
+  estimatedCostUsd: number;
+  finishedAt: string | null;
+  createdAt: string;
+}
+export interface TargetView {
+  target: string;
+  table: string;
+  provider: string;
+  model: string;
+  dimensions: number;
+  health: { level: string; reasons: Reason[] };
+  coverage: number;
+  embedded: number;
+  total: number;
+  pending: number;
+  processing: number;
+  failed: number;
+  deadLetter: number;
+  untracked: number;
+  completedButNull: number;
+  remaining: number;
+  rate: { windowMinutes: number; perMinute: number };
+  etaSeconds: number | null;
+  lastEmbeddedAt: string | null;
+  tokens: number;
+  estimatedCostUsd: number;
+  estimatedRemainingCostUsd: number | null;
+  jobs: JobView[];
+}
+export interface Status {
+  health: { level: string };
+  targets: TargetView[];
+}
+export interface DeadLetter {
+  id: string;
+  error: string | null;
+  errorKind: string | null;
+  attempts: number;
+  updatedAt: string;
+}
+export interface DeadLetters {
+  targets: { target: string; items: DeadLetter[] }[];
+}
