@@ -30,7 +30,7 @@ CREATE INDEX embedding_items_embedded_idx ON public.embedding_items USING btree 
 CREATE INDEX embedding_items_leased_idx ON public.embedding_items USING btree (target_id, locked_until) WHERE (status = 'processing'::text);
 CREATE INDEX embedding_items_status_idx ON public.embedding_items USING btree (target_id, status);
 ALTER TABLE public.embedding_items ENABLE ROW LEVEL SECURITY;
--- grants: postgres=arwdDxtm/postgres service_role=arwdDxtm/postgres
+-- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
 
 CREATE TABLE public.embedding_jobs (
   id uuid NOT NULL DEFAULT gen_random_uuid(),
@@ -59,7 +59,7 @@ ALTER TABLE public.embedding_jobs ADD CONSTRAINT embedding_jobs_target_id_fkey F
 CREATE INDEX embedding_jobs_running_idx ON public.embedding_jobs USING btree (heartbeat_at) WHERE (status = 'running'::text);
 CREATE INDEX embedding_jobs_target_idx ON public.embedding_jobs USING btree (target_id, created_at DESC);
 ALTER TABLE public.embedding_jobs ENABLE ROW LEVEL SECURITY;
--- grants: postgres=arwdDxtm/postgres service_role=arwdDxtm/postgres
+-- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
 
 CREATE TABLE public.embedding_schema_migrations (
   version text NOT NULL,
@@ -69,7 +69,7 @@ CREATE TABLE public.embedding_schema_migrations (
 );
 ALTER TABLE public.embedding_schema_migrations ADD CONSTRAINT embedding_schema_migrations_pkey PRIMARY KEY (version);
 ALTER TABLE public.embedding_schema_migrations ENABLE ROW LEVEL SECURITY;
--- grants: postgres=arwdDxtm/postgres service_role=arwdDxtm/postgres
+-- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
 
 CREATE TABLE public.embedding_targets (
   id integer NOT NULL DEFAULT nextval('embedding_targets_id_seq'::regclass),
@@ -90,7 +90,11 @@ CREATE TABLE public.embedding_targets (
   max_attempts integer NOT NULL DEFAULT 3,
   backoff_seconds integer[] NOT NULL DEFAULT '{30,90,270}'::integer[],
   created_at timestamp with time zone NOT NULL DEFAULT now(),
-  updated_at timestamp with time zone NOT NULL DEFAULT now()
+  updated_at timestamp with time zone NOT NULL DEFAULT now(),
+  table_oid oid,
+  content_refs text[],
+  trust_existing boolean NOT NULL DEFAULT true,
+  registered_by text
 );
 ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_dimensions_check CHECK (dimensions >= 1 AND dimensions <= 16000);
 ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_embedding_kind_check CHECK (embedding_kind = ANY (ARRAY['vector'::text, 'halfvec'::text, 'real[]'::text, 'double precision[]'::text]));
@@ -101,16 +105,16 @@ ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_name_key U
 ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_pkey PRIMARY KEY (id);
 ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_provider_check CHECK (provider ~ '^[a-z][a-z0-9_-]{0,31}$'::text);
 ALTER TABLE public.embedding_targets ENABLE ROW LEVEL SECURITY;
--- grants: postgres=arwdDxtm/postgres service_role=arwdDxtm/postgres
+-- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
 
--- sequence public.embedding_targets_id_seq grants: anon=rwU/postgres authenticated=rwU/postgres postgres=rwU/postgres service_role=rwU/postgres
+-- sequence public.embedding_targets_id_seq grants: postgres=rwU/postgres
 
 -- embedding_activity(text); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_activity(p_target text)
  RETURNS jsonb
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
@@ -142,15 +146,15 @@ END $function$;
 CREATE OR REPLACE FUNCTION public.embedding_apply_privileges()
  RETURNS void
  LANGUAGE plpgsql
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   f record;
   r text;
-  v_tables text;
+  v_objects text;
 BEGIN
   FOR f IN
-    SELECT p.oid::regprocedure AS sig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    SELECT p.oid::regprocedure AS sig, p.prosecdef AS definer FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
      WHERE n.nspname = 'public' AND (p.proname LIKE 'embedding\_%' OR p.proname = 'increment_embedding_job_progress')
   LOOP
     EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f.sig);
@@ -162,52 +166,113 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
       EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO service_role', f.sig);
     END IF;
+    IF f.definer THEN
+      EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f.sig);
+    END IF;
   END LOOP;
-  SELECT string_agg(format('public.%I', c.relname), ', ' ORDER BY c.relname) INTO v_tables
+  SELECT string_agg(format('public.%I', c.relname), ', ' ORDER BY c.relname) INTO v_objects
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname LIKE 'embedding\_%';
-  IF v_tables IS NOT NULL THEN
+  IF v_objects IS NOT NULL THEN
     FOREACH r IN ARRAY ARRAY['anon', 'authenticated'] LOOP
       IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
-        EXECUTE format('REVOKE ALL ON %s FROM %I', v_tables, r);
+        EXECUTE format('REVOKE ALL ON %s FROM %I', v_objects, r);
+      END IF;
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+      EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON %s FROM service_role', v_objects);
+      EXECUTE format('GRANT SELECT ON %s TO service_role', v_objects);
+    END IF;
+  END IF;
+  SELECT string_agg(format('public.%I', c.relname), ', ' ORDER BY c.relname) INTO v_objects
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = 'public' AND c.relkind = 'S' AND c.relname LIKE 'embedding\_%';
+  IF v_objects IS NOT NULL THEN
+    FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+      IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+        EXECUTE format('REVOKE ALL ON SEQUENCE %s FROM %I', v_objects, r);
       END IF;
     END LOOP;
   END IF;
 END $function$;
+
+-- embedding_assert_access(embedding_targets,regclass,boolean); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_assert_access(t embedding_targets, p_rel regclass, p_write boolean)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  v_caller text := public.embedding_caller();
+  v_col text;
+  v_name text := public.embedding_relation_name(p_rel);
+BEGIN
+  IF NOT has_schema_privilege(v_caller, (SELECT relnamespace FROM pg_class WHERE oid = p_rel), 'USAGE') THEN
+    RAISE EXCEPTION 'role % may not use the schema of %', v_caller, v_name
+      USING ERRCODE = '42501', HINT = format('GRANT USAGE ON SCHEMA %I TO %I', (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_rel), v_caller);
+  END IF;
+  FOREACH v_col IN ARRAY coalesce(t.content_refs, t.content_columns, '{}') || ARRAY[t.id_column, t.embedding_column] LOOP
+    IF NOT has_column_privilege(v_caller, p_rel, v_col, 'SELECT') THEN
+      RAISE EXCEPTION 'role % may not read column % of %', v_caller, v_col, v_name
+        USING ERRCODE = '42501', HINT = format('GRANT SELECT ON %s TO %I', v_name, v_caller);
+    END IF;
+  END LOOP;
+  IF p_write AND NOT has_column_privilege(v_caller, p_rel, t.embedding_column, 'UPDATE') THEN
+    RAISE EXCEPTION 'role % may not update column % of %', v_caller, t.embedding_column, v_name
+      USING ERRCODE = '42501', HINT = format('GRANT UPDATE (%I) ON %s TO %I', t.embedding_column, v_name, v_caller);
+  END IF;
+END $function$;
+
+-- embedding_caller(); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_caller()
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$ SELECT CASE WHEN current_setting('role') = 'none' THEN session_user::text ELSE current_setting('role') END $function$;
 
 -- embedding_check_target(text); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_check_target(p_name text)
  RETURNS jsonb
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   t public.embedding_targets;
-  v_rel oid;
+  v_rel regclass;
   v_problems jsonb := '[]'::jsonb;
   v_col text;
   v_typmod integer;
   v_typname text;
+  v_name text;
 BEGIN
   SELECT * INTO t FROM public.embedding_targets WHERE name = p_name;
   IF NOT FOUND THEN
     RETURN jsonb_build_object('ok', false, 'problems', jsonb_build_array(format('target "%s" is not registered', p_name)));
   END IF;
-  SELECT c.oid INTO v_rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE n.nspname = t.schema_name AND c.relname = t.table_name;
+  v_rel := public.embedding_relation(t);
   IF v_rel IS NULL THEN
     RETURN jsonb_build_object('ok', false, 'problems', jsonb_build_array(format('table %I.%I no longer exists', t.schema_name, t.table_name)));
   END IF;
-  FOREACH v_col IN ARRAY coalesce(t.content_columns, '{}') || ARRAY[t.id_column, t.embedding_column] LOOP
+  v_name := public.embedding_relation_name(v_rel);
+  FOREACH v_col IN ARRAY coalesce(t.content_refs, t.content_columns, '{}') || ARRAY[t.id_column, t.embedding_column] LOOP
     IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = v_rel AND a.attname = v_col AND a.attnum > 0 AND NOT a.attisdropped) THEN
-      v_problems := v_problems || to_jsonb(format('column %I is missing from %I.%I', v_col, t.schema_name, t.table_name));
+      v_problems := v_problems || to_jsonb(format('column %I is missing from %s', v_col, v_name));
     END IF;
   END LOOP;
   SELECT a.atttypmod, ty.typname INTO v_typmod, v_typname FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
    WHERE a.attrelid = v_rel AND a.attname = t.embedding_column AND NOT a.attisdropped;
   IF v_typname IN ('vector', 'halfvec') AND v_typmod > 0 AND v_typmod <> t.dimensions THEN
     v_problems := v_problems || to_jsonb(format('column %I is %s(%s) but the target expects %s dimensions', t.embedding_column, v_typname, v_typmod, t.dimensions));
+  END IF;
+  IF jsonb_array_length(v_problems) = 0 THEN
+    BEGIN
+      PERFORM public.embedding_assert_access(t, v_rel, true);
+    EXCEPTION WHEN insufficient_privilege THEN
+      v_problems := v_problems || to_jsonb(SQLERRM);
+    END;
   END IF;
   RETURN jsonb_build_object('ok', jsonb_array_length(v_problems) = 0, 'problems', v_problems,
     'dimensions', t.dimensions, 'provider', t.provider, 'model', t.model);
@@ -218,18 +283,22 @@ CREATE OR REPLACE FUNCTION public.embedding_claim(p_target text, p_worker text, 
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
+  v_rel regclass;
   v_ids text[];
   v_old_hashes text[];
   v_old_models text[];
   v_expired integer;
+  v_invalid integer;
+  v_read jsonb;
   v_gone text[];
   v_unchanged text[];
   v_blank text[];
-  v_items jsonb;
+  v_failed jsonb;
 BEGIN
   IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
     RAISE EXCEPTION 'claim size % is out of range', p_limit USING ERRCODE = '22023', HINT = 'use a batch size of 1..10000';
@@ -237,6 +306,8 @@ BEGIN
   IF p_worker IS NULL OR length(p_worker) = 0 THEN
     RAISE EXCEPTION 'worker id is required' USING ERRCODE = '22023';
   END IF;
+  v_rel := public.embedding_require_relation(t);
+  PERFORM public.embedding_assert_access(t, v_rel, false);
 
   WITH expired AS (
     SELECT row_id FROM public.embedding_items
@@ -265,41 +336,32 @@ BEGIN
        FOR UPDATE SKIP LOCKED
   ), upd AS (
     UPDATE public.embedding_items i
-       SET status = 'processing', locked_until = now() + make_interval(secs => p_lease_seconds),
-           worker_id = p_worker, updated_at = now()
+       SET status = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN 'processing' ELSE 'dead_letter' END,
+           locked_until = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN now() + make_interval(secs => p_lease_seconds) END,
+           worker_id = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN p_worker END,
+           error_kind = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN i.error_kind ELSE 'permanent' END,
+           last_error = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN i.last_error
+                        ELSE format('id "%s" is not a valid %s: no source row can have it', i.row_id, t.id_type) END,
+           updated_at = now()
       FROM due d
      WHERE i.target_id = t.id AND i.row_id = d.row_id
-    RETURNING i.row_id, i.content_hash, i.model
+    RETURNING i.row_id, i.status, i.content_hash, i.model
   )
-  SELECT coalesce(array_agg(row_id), '{}'), array_agg(content_hash), array_agg(model)
-    INTO v_ids, v_old_hashes, v_old_models FROM upd;
+  SELECT coalesce(array_agg(row_id) FILTER (WHERE status = 'processing'), '{}'),
+         array_agg(content_hash) FILTER (WHERE status = 'processing'),
+         array_agg(model) FILTER (WHERE status = 'processing'),
+         count(*) FILTER (WHERE status = 'dead_letter')
+    INTO v_ids, v_old_hashes, v_old_models, v_invalid FROM upd;
 
   IF cardinality(v_ids) = 0 THEN
-    RETURN jsonb_build_object('items', '[]'::jsonb, 'expired', v_expired, 'deleted', 0, 'skipped', 0, 'empty', 0);
+    RETURN jsonb_build_object('items', '[]'::jsonb, 'expired', v_expired, 'deleted', 0, 'skipped', 0, 'empty', v_invalid);
   END IF;
 
-  -- One read of the source rows, by primary key, classifying every claimed id at once.
-  EXECUTE format($q$
-    WITH c AS (
-      SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS c(row_id, old_hash, old_model)
-    ), s AS (
-      SELECT s.%1$I::text AS row_id, (%5$s)::text AS content, s.%2$I IS NOT NULL AS has_embedding
-        FROM %3$I.%4$I AS s
-       WHERE s.%1$I = ANY ($1::%6$s[])
-    ), j AS (
-      SELECT c.row_id, s.content, md5(s.content) AS hash, s.row_id IS NULL AS gone,
-             s.row_id IS NOT NULL AND c.old_hash IS NOT DISTINCT FROM md5(s.content)
-               AND c.old_model IS NOT DISTINCT FROM $4 AND s.has_embedding AS unchanged
-        FROM c LEFT JOIN s ON s.row_id = c.row_id
-    )
-    SELECT coalesce(array_agg(row_id) FILTER (WHERE gone), '{}'),
-           coalesce(array_agg(row_id) FILTER (WHERE unchanged), '{}'),
-           coalesce(array_agg(row_id) FILTER (WHERE NOT gone AND NOT unchanged AND coalesce(content, '') !~ '\S'), '{}'),
-           coalesce(jsonb_agg(jsonb_build_object('id', row_id, 'content', content, 'hash', hash))
-                      FILTER (WHERE NOT gone AND NOT unchanged AND coalesce(content, '') ~ '\S'), '[]'::jsonb)
-      FROM j
-  $q$, t.id_column, t.embedding_column, t.schema_name, t.table_name, t.content_sql, t.id_type)
-  INTO v_gone, v_unchanged, v_blank, v_items USING v_ids, v_old_hashes, v_old_models, t.model;
+  v_read := public.embedding_read_claimed(t, v_rel, v_ids, v_old_hashes, v_old_models);
+  SELECT coalesce(array_agg(x), '{}') INTO v_gone FROM jsonb_array_elements_text(v_read -> 'gone') AS x;
+  SELECT coalesce(array_agg(x), '{}') INTO v_unchanged FROM jsonb_array_elements_text(v_read -> 'unchanged') AS x;
+  SELECT coalesce(array_agg(x), '{}') INTO v_blank FROM jsonb_array_elements_text(v_read -> 'blank') AS x;
+  v_failed := v_read -> 'failed';
 
   -- Rows gone from the source: end their state.
   IF cardinality(v_gone) > 0 THEN
@@ -324,8 +386,17 @@ BEGIN
        AND i.status = 'processing' AND i.worker_id = p_worker;
   END IF;
 
-  RETURN jsonb_build_object('items', v_items, 'expired', v_expired, 'deleted', cardinality(v_gone),
-    'skipped', cardinality(v_unchanged), 'empty', cardinality(v_blank));
+  IF jsonb_array_length(v_failed) > 0 THEN
+    UPDATE public.embedding_items i
+       SET status = 'dead_letter', locked_until = NULL, worker_id = NULL, error_kind = 'permanent',
+           last_error = left(f ->> 'error', 2000) || '; the row is queued again when its content changes',
+           content_hash = NULL, updated_at = now()
+      FROM jsonb_array_elements(v_failed) AS f
+     WHERE i.target_id = t.id AND i.row_id = f ->> 'id' AND i.status = 'processing' AND i.worker_id = p_worker;
+  END IF;
+
+  RETURN jsonb_build_object('items', v_read -> 'items', 'expired', v_expired, 'deleted', cardinality(v_gone),
+    'skipped', cardinality(v_unchanged), 'empty', cardinality(v_blank) + jsonb_array_length(v_failed) + v_invalid);
 END $function$;
 
 -- embedding_dead_letters(text,integer); grants: postgres=X/postgres service_role=X/postgres
@@ -333,7 +404,7 @@ CREATE OR REPLACE FUNCTION public.embedding_dead_letters(p_target text, p_limit 
  RETURNS jsonb
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE t public.embedding_targets := public.embedding_target_row(p_target);
 BEGIN
@@ -348,12 +419,17 @@ CREATE OR REPLACE FUNCTION public.embedding_drop_triggers(t embedding_targets)
  RETURNS void
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-DECLARE v_suffix text;
+DECLARE g record;
 BEGIN
-  FOREACH v_suffix IN ARRAY ARRAY['ins', 'upd', 'del', 'rekey'] LOOP
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I.%I', 'embedding_' || t.name || '_' || v_suffix, t.schema_name, t.table_name);
+  FOR g IN
+    SELECT tgname, tgrelid::regclass AS rel FROM pg_trigger
+     WHERE tgname IN ('embedding_' || t.name || '_ins', 'embedding_' || t.name || '_upd',
+                      'embedding_' || t.name || '_del', 'embedding_' || t.name || '_rekey')
+       AND split_part(encode(tgargs, 'escape'), '\000', 1) = t.id::text
+  LOOP
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', g.tgname, g.rel);
   END LOOP;
 END $function$;
 
@@ -362,47 +438,141 @@ CREATE OR REPLACE FUNCTION public.embedding_enqueue(p_target text, p_after text 
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
-  v_result jsonb;
+  v_rel regclass := public.embedding_require_relation(t);
+  v_trust boolean := t.trust_existing AND NOT coalesce(p_reembed, false);
+  v_ids text[];
+  v_has boolean[];
+  v_hashes text[];
+  v_hash text;
+  v_queued integer := 0;
+  v_already integer := 0;
+  v_requeued integer := 0;
+  v_page text;
 BEGIN
   IF p_limit IS NULL OR p_limit < 1 OR p_limit > 100000 THEN
     RAISE EXCEPTION 'enqueue page size % is out of range', p_limit USING ERRCODE = '22023', HINT = 'use 1..100000';
   END IF;
-  EXECUTE format($q$
-    WITH page AS (
-      SELECT s.%1$I AS pk, s.%1$I::text AS row_id, s.%2$I IS NOT NULL AS has_embedding,
-             md5((%3$s)::text) AS hash
-        FROM %4$I.%5$I AS s
-       WHERE $1::text IS NULL OR s.%1$I > $1::%6$s
-       ORDER BY s.%1$I
-       LIMIT $2
-    ), ins AS (
-      INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts, content_hash, model, embedded_at)
-      SELECT $3, p.row_id,
-             CASE WHEN p.has_embedding AND NOT $4 THEN 'completed' ELSE 'pending' END,
-             $5,
-             CASE WHEN p.has_embedding AND NOT $4 THEN p.hash END,
-             CASE WHEN p.has_embedding AND NOT $4 THEN $6 END,
-             CASE WHEN p.has_embedding AND NOT $4 THEN now() END
-        FROM page p
-      ON CONFLICT (target_id, row_id) DO UPDATE
-        SET status = 'pending', attempts = 0, next_retry_at = now(), last_error = NULL, error_kind = NULL,
-            updated_at = now()
-        WHERE $4 AND i.status <> 'processing'
-      RETURNING i.status
-    )
-    SELECT jsonb_build_object(
-      'scanned', (SELECT count(*) FROM page),
-      'queued', (SELECT count(*) FROM ins WHERE status = 'pending'),
-      'alreadyEmbedded', (SELECT count(*) FROM ins WHERE status = 'completed'),
-      'last', (SELECT row_id FROM page ORDER BY pk DESC LIMIT 1))
-  $q$, t.id_column, t.embedding_column, t.content_sql, t.schema_name, t.table_name, t.id_type)
-  INTO v_result
-  USING p_after, p_limit, t.id, p_reembed, t.max_attempts, t.model;
-  RETURN v_result || jsonb_build_object('done', (v_result ->> 'scanned')::integer < p_limit);
+  IF p_after IS NOT NULL AND NOT public.embedding_valid_id(t.id_type, p_after) THEN
+    RAISE EXCEPTION 'cursor "%" is not a valid % id', p_after, t.id_type USING ERRCODE = '22P02';
+  END IF;
+  PERFORM public.embedding_assert_access(t, v_rel, false);
+  v_page := format($q$
+      SELECT coalesce(array_agg(p.row_id ORDER BY p.pk), '{}'), coalesce(array_agg(p.has ORDER BY p.pk), '{}'),
+             coalesce(array_agg(p.hash ORDER BY p.pk), '{}')
+        FROM (SELECT s.%1$I AS pk, s.%1$I::text AS row_id, s.%2$I IS NOT NULL AS has,
+                     CASE WHEN $3 AND s.%2$I IS NOT NULL THEN %%s END AS hash
+                FROM %4$s AS s
+               WHERE $1::text IS NULL OR s.%1$I > $1::%5$s
+               ORDER BY s.%1$I
+               LIMIT $2) AS p
+    $q$, t.id_column, t.embedding_column, t.content_sql, v_rel, t.id_type);
+  BEGIN
+    EXECUTE format(v_page, format('md5((%s)::text)', t.content_sql)) INTO v_ids, v_has, v_hashes
+      USING p_after, p_limit, v_trust;
+  EXCEPTION WHEN data_exception THEN
+    -- The content expression fails on some row of this page: hash row by row, and leave a row it
+    -- fails on untrusted (pending), so the claim dead-letters it with the reason.
+    EXECUTE format(v_page, 'NULL::text') INTO v_ids, v_has, v_hashes USING p_after, p_limit, false;
+    FOR i IN 1 .. cardinality(v_ids) LOOP
+      IF v_trust AND v_has[i] THEN
+        BEGIN
+          EXECUTE format('SELECT md5((%s)::text) FROM %s AS s WHERE s.%I = $1::%s', t.content_sql, v_rel, t.id_column, t.id_type)
+            INTO v_hash USING v_ids[i];
+          v_hashes[i] := v_hash;
+        EXCEPTION WHEN data_exception THEN
+          v_has[i] := false;
+        END;
+      END IF;
+    END LOOP;
+  END;
+
+  WITH page AS (
+    SELECT * FROM unnest(v_ids, v_has, v_hashes) AS p(row_id, has, hash)
+  ), ins AS (
+    INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts, content_hash, model, embedded_at)
+    SELECT t.id, p.row_id,
+           CASE WHEN v_trust AND p.has AND p.hash IS NOT NULL THEN 'completed' ELSE 'pending' END,
+           t.max_attempts,
+           CASE WHEN v_trust AND p.has THEN p.hash END,
+           CASE WHEN v_trust AND p.has AND p.hash IS NOT NULL THEN t.model END,
+           CASE WHEN v_trust AND p.has AND p.hash IS NOT NULL THEN now() END
+      FROM page p
+    ON CONFLICT (target_id, row_id) DO NOTHING
+    RETURNING i.status
+  )
+  SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'completed')
+    INTO v_queued, v_already FROM ins;
+
+  IF coalesce(p_reembed, false) THEN
+    -- A row another transaction holds is tried again briefly (see embedding_lock_leased); one a
+    -- user is editing right now is left: the edit queues it anyway.
+    FOR attempt IN 1 .. 4 LOOP
+      WITH pick AS (
+        SELECT row_id FROM public.embedding_items
+         WHERE target_id = t.id AND row_id = ANY (v_ids) AND status <> 'processing'
+           AND NOT (status = 'pending' AND content_hash IS NULL AND attempts = 0)
+         ORDER BY row_id
+           FOR UPDATE SKIP LOCKED
+      ), upd AS (
+        UPDATE public.embedding_items i
+           SET status = 'pending', attempts = 0, next_retry_at = now(), last_error = NULL, error_kind = NULL,
+               content_hash = NULL, updated_at = now()
+          FROM pick WHERE i.target_id = t.id AND i.row_id = pick.row_id
+        RETURNING 1
+      ) SELECT v_requeued + count(*) INTO v_requeued FROM upd;
+      EXIT WHEN attempt = 4 OR NOT EXISTS (
+        SELECT 1 FROM public.embedding_items WHERE target_id = t.id AND row_id = ANY (v_ids) AND status <> 'processing'
+           AND NOT (status = 'pending' AND content_hash IS NULL AND attempts = 0));
+      PERFORM pg_sleep(0.02);
+    END LOOP;
+  END IF;
+
+  RETURN jsonb_build_object('scanned', cardinality(v_ids), 'queued', v_queued + v_requeued,
+    'alreadyEmbedded', v_already, 'last', v_ids[cardinality(v_ids)], 'done', cardinality(v_ids) < p_limit);
+END $function$;
+
+-- embedding_expression_shape_problem(text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_expression_shape_problem(p_expr text)
+ RETURNS text
+ LANGUAGE plpgsql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  v_i integer := 1;
+  v_n integer := length(p_expr);
+  v_c text;
+  v_quote text;
+  v_depth integer := 0;
+BEGIN
+  IF p_expr IS NULL OR btrim(p_expr) = '' THEN RETURN 'it is empty'; END IF;
+  WHILE v_i <= v_n LOOP
+    v_c := substr(p_expr, v_i, 1);
+    IF v_quote IS NOT NULL THEN
+      IF v_c = '\' THEN RETURN 'it contains a backslash'; END IF;
+      IF v_c = v_quote THEN
+        IF substr(p_expr, v_i + 1, 1) = v_quote THEN v_i := v_i + 1; ELSE v_quote := NULL; END IF;
+      END IF;
+    ELSIF v_c IN ('''', '"') THEN v_quote := v_c;
+    ELSIF v_c = '(' THEN v_depth := v_depth + 1;
+    ELSIF v_c = ')' THEN
+      v_depth := v_depth - 1;
+      IF v_depth < 0 THEN RETURN 'it closes a parenthesis it did not open'; END IF;
+    ELSIF v_c = ';' THEN RETURN 'it contains ";"';
+    ELSIF v_c IN ('\', '$') THEN RETURN format('it contains "%s"', v_c);
+    ELSIF v_c = '-' AND substr(p_expr, v_i + 1, 1) = '-' THEN RETURN 'it contains a comment';
+    ELSIF v_c = '/' AND substr(p_expr, v_i + 1, 1) = '*' THEN RETURN 'it contains a comment';
+    END IF;
+    v_i := v_i + 1;
+  END LOOP;
+  IF v_quote IS NOT NULL THEN RETURN 'a quoted string or name is not closed'; END IF;
+  IF v_depth <> 0 THEN RETURN 'its parentheses do not balance'; END IF;
+  RETURN NULL;
 END $function$;
 
 -- embedding_fail(text,text,text[],text[],boolean); grants: postgres=X/postgres service_role=X/postgres
@@ -410,7 +580,8 @@ CREATE OR REPLACE FUNCTION public.embedding_fail(p_target text, p_worker text, p
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
@@ -419,6 +590,8 @@ DECLARE
 BEGIN
   WITH u AS (
     SELECT * FROM unnest(p_ids, p_errors) AS x(id, err)
+  ), held AS (
+    SELECT unnest(public.embedding_lock_leased(t.id, p_worker, p_ids)) AS row_id
   ), upd AS (
     UPDATE public.embedding_items i
        SET attempts = i.attempts + 1,
@@ -427,8 +600,8 @@ BEGIN
            last_error = left(coalesce(u.err, 'unknown error'), 2000),
            next_retry_at = now() + make_interval(secs => t.backoff_seconds[least(i.attempts + 1, cardinality(t.backoff_seconds))]),
            locked_until = NULL, worker_id = NULL, updated_at = now()
-      FROM u
-     WHERE i.target_id = t.id AND i.row_id = u.id AND i.status = 'processing' AND i.worker_id = p_worker
+      FROM u JOIN held h ON h.row_id = u.id
+     WHERE i.target_id = t.id AND i.row_id = u.id
     RETURNING i.status
   )
   SELECT count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'dead_letter')
@@ -441,10 +614,35 @@ CREATE OR REPLACE FUNCTION public.embedding_get_target(p_name text)
  RETURNS jsonb
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 BEGIN
   RETURN public.embedding_target_json(public.embedding_target_row(p_name));
+END $function$;
+
+-- embedding_install_triggers(embedding_targets,regclass); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_install_triggers(t embedding_targets, p_rel regclass)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  v_cols text[] := coalesce(t.content_refs, t.content_columns, '{}');
+  v_when text;
+BEGIN
+  SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', c), ' OR ') INTO v_when
+    FROM unnest(v_cols || t.id_column) AS c;
+  EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.embedding_on_row_change(%L, %L)',
+    'embedding_' || t.name || '_ins', p_rel, t.id, t.id_column);
+  EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s FOR EACH ROW EXECUTE FUNCTION public.embedding_on_row_delete(%L, %L)',
+    'embedding_' || t.name || '_del', p_rel, t.id, t.id_column);
+  EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %s ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION public.embedding_on_row_change(%L, %L)',
+    'embedding_' || t.name || '_upd',
+    (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_cols || t.id_column) AS c),
+    p_rel, v_when, t.id, t.id_column);
+  EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %I ON %s FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION public.embedding_on_row_delete(%L, %L)',
+    'embedding_' || t.name || '_rekey', t.id_column, p_rel, t.id_column, t.id_column, t.id, t.id_column);
 END $function$;
 
 -- embedding_job_create(text,text,text,jsonb,uuid); grants: postgres=X/postgres service_role=X/postgres
@@ -452,7 +650,7 @@ CREATE OR REPLACE FUNCTION public.embedding_job_create(p_target text, p_kind tex
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
@@ -486,7 +684,7 @@ CREATE OR REPLACE FUNCTION public.embedding_job_finish(p_job uuid, p_status text
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE j public.embedding_jobs;
 BEGIN
@@ -512,7 +710,7 @@ CREATE OR REPLACE FUNCTION public.embedding_job_get(p_job uuid)
  RETURNS jsonb
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE j public.embedding_jobs;
 BEGIN
@@ -542,7 +740,7 @@ CREATE OR REPLACE FUNCTION public.embedding_job_start(p_job uuid)
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE j public.embedding_jobs;
 BEGIN
@@ -566,7 +764,7 @@ CREATE OR REPLACE FUNCTION public.embedding_jobs_expire(p_stale_seconds integer 
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE v_ids jsonb;
 BEGIN
@@ -585,34 +783,68 @@ CREATE OR REPLACE FUNCTION public.embedding_list_targets()
  RETURNS jsonb
  LANGUAGE sql
  STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   SELECT coalesce(jsonb_agg(public.embedding_target_json(t) ORDER BY t.name), '[]'::jsonb) FROM public.embedding_targets t
 $function$;
+
+-- embedding_lock_leased(integer,text,text[]); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_lock_leased(p_target integer, p_worker text, p_ids text[])
+ RETURNS text[]
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  v_locked text[] := '{}';
+  v_more text[];
+  v_rest text[] := p_ids;
+BEGIN
+  FOR attempt IN 1 .. 4 LOOP
+    SELECT coalesce(array_agg(row_id), '{}') INTO v_more FROM (
+      SELECT i.row_id FROM public.embedding_items i
+       WHERE i.target_id = p_target AND i.row_id = ANY (v_rest) AND i.status = 'processing'
+         AND (p_worker IS NULL OR i.worker_id = p_worker)
+       ORDER BY i.row_id
+         FOR UPDATE SKIP LOCKED) AS l;
+    v_locked := v_locked || v_more;
+    SELECT coalesce(array_agg(i.row_id), '{}') INTO v_rest FROM public.embedding_items i
+     WHERE i.target_id = p_target AND i.row_id = ANY (v_rest) AND NOT (i.row_id = ANY (v_locked))
+       AND i.status = 'processing' AND (p_worker IS NULL OR i.worker_id = p_worker);
+    EXIT WHEN cardinality(v_rest) = 0 OR attempt = 4;
+    PERFORM pg_sleep(0.02);
+  END LOOP;
+  RETURN v_locked;
+END $function$;
 
 -- embedding_mark_pending(text,text[]); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_mark_pending(p_target text, p_ids text[])
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
   v_n integer;
+  v_invalid jsonb;
 BEGIN
   IF cardinality(p_ids) > 10000 THEN
     RAISE EXCEPTION 'too many ids (%) in one call', cardinality(p_ids) USING ERRCODE = '22023', HINT = 'send at most 10000 ids per event';
   END IF;
+  SELECT coalesce(jsonb_agg(id ORDER BY k), '[]') INTO v_invalid FROM unnest(p_ids) WITH ORDINALITY AS x(id, k)
+   WHERE NOT public.embedding_valid_id(t.id_type, id);
   WITH ins AS (
     INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts)
-    SELECT t.id, id, 'pending', t.max_attempts FROM unnest(p_ids) AS id
+    SELECT DISTINCT t.id, id, 'pending', t.max_attempts FROM unnest(p_ids) AS id
+     WHERE public.embedding_valid_id(t.id_type, id)
     ON CONFLICT (target_id, row_id) DO UPDATE
       SET status = 'pending', attempts = 0, next_retry_at = now(), last_error = NULL, error_kind = NULL, updated_at = now()
       WHERE i.status <> 'processing'
     RETURNING 1
   ) SELECT count(*) INTO v_n FROM ins;
-  RETURN jsonb_build_object('marked', v_n);
+  RETURN jsonb_build_object('marked', v_n, 'invalid', v_invalid);
 END $function$;
 
 -- embedding_on_row_change(); grants: postgres=X/postgres service_role=X/postgres
@@ -620,11 +852,14 @@ CREATE OR REPLACE FUNCTION public.embedding_on_row_change()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
+DECLARE v_max integer;
 BEGIN
-  PERFORM public.embedding_queue_row(TG_ARGV[0]::integer, to_jsonb(NEW) ->> TG_ARGV[1],
-    (SELECT max_attempts FROM public.embedding_targets WHERE id = TG_ARGV[0]::integer));
+  SELECT max_attempts INTO v_max FROM public.embedding_targets WHERE id = TG_ARGV[0]::integer;
+  IF FOUND THEN
+    PERFORM public.embedding_queue_row(TG_ARGV[0]::integer, to_jsonb(NEW) ->> TG_ARGV[1], v_max);
+  END IF;
   RETURN NULL;
 END $function$;
 
@@ -633,7 +868,7 @@ CREATE OR REPLACE FUNCTION public.embedding_on_row_delete()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 BEGIN
   DELETE FROM public.embedding_items WHERE target_id = TG_ARGV[0]::integer AND row_id = to_jsonb(OLD) ->> TG_ARGV[1];
@@ -645,22 +880,32 @@ CREATE OR REPLACE FUNCTION public.embedding_on_row_update_expr()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   t public.embedding_targets;
   v_old text;
   v_new text;
+  v_old_id text := to_jsonb(OLD) ->> TG_ARGV[1];
+  v_new_id text := to_jsonb(NEW) ->> TG_ARGV[1];
 BEGIN
   SELECT * INTO t FROM public.embedding_targets WHERE id = TG_ARGV[0]::integer;
   IF NOT FOUND THEN RETURN NULL; END IF;
-  EXECUTE format('SELECT (%s)::text FROM (SELECT ($1).*) AS s', t.content_sql) INTO v_old USING OLD;
-  EXECUTE format('SELECT (%s)::text FROM (SELECT ($1).*) AS s', t.content_sql) INTO v_new USING NEW;
-  IF v_old IS DISTINCT FROM v_new OR (to_jsonb(OLD) ->> TG_ARGV[1]) IS DISTINCT FROM (to_jsonb(NEW) ->> TG_ARGV[1]) THEN
-    IF (to_jsonb(OLD) ->> TG_ARGV[1]) IS DISTINCT FROM (to_jsonb(NEW) ->> TG_ARGV[1]) THEN
-      DELETE FROM public.embedding_items WHERE target_id = t.id AND row_id = to_jsonb(OLD) ->> TG_ARGV[1];
-    END IF;
-    PERFORM public.embedding_queue_row(t.id, to_jsonb(NEW) ->> TG_ARGV[1], t.max_attempts);
+  IF v_old_id IS DISTINCT FROM v_new_id THEN
+    DELETE FROM public.embedding_items WHERE target_id = t.id AND row_id = v_old_id;
+  END IF;
+  BEGIN
+    EXECUTE format('SELECT (%s)::text FROM (SELECT ($1).*) AS s', t.content_sql) INTO v_old USING OLD;
+    EXECUTE format('SELECT (%s)::text FROM (SELECT ($1).*) AS s', t.content_sql) INTO v_new USING NEW;
+  EXCEPTION WHEN others THEN
+    PERFORM public.embedding_queue_row(t.id, v_new_id, t.max_attempts);
+    UPDATE public.embedding_items SET status = 'dead_letter', error_kind = 'permanent',
+           last_error = left('content expression failed: ' || SQLERRM, 2000), updated_at = now()
+     WHERE target_id = t.id AND row_id = v_new_id;
+    RETURN NULL;
+  END;
+  IF v_old IS DISTINCT FROM v_new OR v_old_id IS DISTINCT FROM v_new_id THEN
+    PERFORM public.embedding_queue_row(t.id, v_new_id, t.max_attempts);
   END IF;
   RETURN NULL;
 END $function$;
@@ -670,7 +915,7 @@ CREATE OR REPLACE FUNCTION public.embedding_pending_summary(p_target text)
  RETURNS jsonb
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
@@ -698,7 +943,7 @@ CREATE OR REPLACE FUNCTION public.embedding_queue_counts(p_target text)
  RETURNS jsonb
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
@@ -722,7 +967,7 @@ CREATE OR REPLACE FUNCTION public.embedding_queue_row(p_target integer, p_row_id
  RETURNS void
  LANGUAGE sql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts)
   VALUES (p_target, p_row_id, 'pending', coalesce(p_max_attempts, 3))
@@ -736,7 +981,7 @@ CREATE OR REPLACE FUNCTION public.embedding_rate(p_target text, p_minutes intege
  RETURNS jsonb
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
@@ -760,12 +1005,74 @@ BEGIN
     'lastEmbeddedAt', (SELECT max(embedded_at) FROM public.embedding_items WHERE target_id = t.id AND tokens IS NOT NULL));
 END $function$;
 
--- embedding_register_target(text,text,text,text,text,text,text[],text,integer,integer); grants: postgres=X/postgres service_role=X/postgres
-CREATE OR REPLACE FUNCTION public.embedding_register_target(p_name text, p_table text, p_id_column text, p_embedding_column text, p_provider text, p_model text, p_content_columns text[] DEFAULT NULL::text[], p_content_expression text DEFAULT NULL::text, p_dimensions integer DEFAULT NULL::integer, p_max_attempts integer DEFAULT 3)
+-- embedding_read_claimed(embedding_targets,regclass,text[],text[],text[]); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_read_claimed(t embedding_targets, p_rel regclass, p_ids text[], p_old_hashes text[], p_old_models text[])
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  v_sql text := format($q$
+    WITH c AS (
+      SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS c(row_id, old_hash, old_model)
+    ), s AS (
+      SELECT s.%1$I::text AS row_id, (%3$s)::text AS content, s.%2$I IS NOT NULL AS has_embedding
+        FROM %4$s AS s
+       WHERE s.%1$I = ANY ($1::%5$s[])
+    ), j AS (
+      SELECT c.row_id, s.content, md5(s.content) AS hash, s.row_id IS NULL AS gone,
+             s.row_id IS NOT NULL AND c.old_hash IS NOT DISTINCT FROM md5(s.content)
+               AND c.old_model IS NOT DISTINCT FROM $4 AND s.has_embedding AS unchanged
+        FROM c LEFT JOIN s ON s.row_id = c.row_id
+    )
+    SELECT jsonb_build_object(
+      'gone', coalesce(jsonb_agg(row_id) FILTER (WHERE gone), '[]'),
+      'unchanged', coalesce(jsonb_agg(row_id) FILTER (WHERE unchanged), '[]'),
+      'blank', coalesce(jsonb_agg(row_id) FILTER (WHERE NOT gone AND NOT unchanged AND coalesce(content, '') !~ '\S'), '[]'),
+      'items', coalesce(jsonb_agg(jsonb_build_object('id', row_id, 'content', content, 'hash', hash))
+                 FILTER (WHERE NOT gone AND NOT unchanged AND coalesce(content, '') ~ '\S'), '[]'),
+      'failed', '[]'::jsonb)
+      FROM j
+  $q$, t.id_column, t.embedding_column, t.content_sql, p_rel, t.id_type);
+  v_out jsonb;
+  v_one jsonb;
+  v_failed jsonb := '[]';
+  v_parts jsonb[] := '{}';
+BEGIN
+  BEGIN
+    EXECUTE v_sql INTO v_out USING p_ids, p_old_hashes, p_old_models, t.model;
+    RETURN v_out;
+  EXCEPTION WHEN data_exception THEN
+    NULL;
+  END;
+  FOR i IN 1 .. cardinality(p_ids) LOOP
+    BEGIN
+      EXECUTE v_sql INTO v_one USING ARRAY[p_ids[i]], ARRAY[p_old_hashes[i]], ARRAY[p_old_models[i]], t.model;
+      v_parts := v_parts || v_one;
+    EXCEPTION WHEN data_exception THEN
+      v_failed := v_failed || jsonb_build_object('id', p_ids[i], 'error', 'content expression failed: ' || SQLERRM);
+    END;
+  END LOOP;
+  SELECT jsonb_build_object(
+      'gone', coalesce(jsonb_agg(e) FILTER (WHERE k = 'gone'), '[]'),
+      'unchanged', coalesce(jsonb_agg(e) FILTER (WHERE k = 'unchanged'), '[]'),
+      'blank', coalesce(jsonb_agg(e) FILTER (WHERE k = 'blank'), '[]'),
+      'items', coalesce(jsonb_agg(e) FILTER (WHERE k = 'items'), '[]'),
+      'failed', v_failed)
+    INTO v_out
+    FROM unnest(v_parts) AS p(part), LATERAL jsonb_each(p.part) AS kv(k, arr), LATERAL jsonb_array_elements(kv.arr) AS x(e)
+   WHERE k <> 'failed';
+  RETURN coalesce(v_out, jsonb_build_object('gone', '[]'::jsonb, 'unchanged', '[]'::jsonb, 'blank', '[]'::jsonb,
+    'items', '[]'::jsonb, 'failed', v_failed)) || jsonb_build_object('failed', v_failed);
+END $function$;
+
+-- embedding_register_target(text,text,text,text,text,text,text[],text,integer,integer,boolean); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_register_target(p_name text, p_table text, p_id_column text, p_embedding_column text, p_provider text, p_model text, p_content_columns text[] DEFAULT NULL::text[], p_content_expression text DEFAULT NULL::text, p_dimensions integer DEFAULT NULL::integer, p_max_attempts integer DEFAULT 3, p_replace boolean DEFAULT false)
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   v_parts text[];
@@ -783,9 +1090,14 @@ DECLARE
   v_dims integer;
   v_content_sql text;
   v_cols text;
-  v_when text;
+  v_refs text[];
+  v_problem text;
+  v_caller text := public.embedding_caller();
+  v_changed text[] := '{}';
+  v_reset bigint := 0;
   t public.embedding_targets;
   v_existing public.embedding_targets;
+  v_old_rel regclass;
 BEGIN
   IF p_name IS NULL OR p_name !~ '^[a-z][a-z0-9_]{0,47}$' THEN
     RAISE EXCEPTION 'invalid target name "%"', p_name
@@ -815,6 +1127,24 @@ BEGIN
       USING ERRCODE = '42P01', HINT = 'check the name with \dt, and give it as schema.table';
   END IF;
 
+  -- The caller's own rights: the service registers only what the caller could read and write itself.
+  IF NOT has_schema_privilege(v_caller, (SELECT relnamespace FROM pg_class WHERE oid = v_rel), 'USAGE')
+     OR NOT has_table_privilege(v_caller, v_rel, 'SELECT') THEN
+    RAISE EXCEPTION 'role % may not read %.%', v_caller, quote_ident(v_schema), quote_ident(v_table)
+      USING ERRCODE = '42501', HINT = format('GRANT USAGE ON SCHEMA %I TO %I; GRANT SELECT ON %I.%I TO %I', v_schema, v_caller, v_schema, v_table, v_caller);
+  END IF;
+  IF NOT has_table_privilege(v_caller, v_rel, 'TRIGGER') THEN
+    RAISE EXCEPTION 'role % may not create triggers on %.%', v_caller, quote_ident(v_schema), quote_ident(v_table)
+      USING ERRCODE = '42501', HINT = format('GRANT TRIGGER ON %I.%I TO %I', v_schema, v_table, v_caller);
+  END IF;
+  -- The service reads every row of the table; with row level security that is more than the caller may.
+  IF (SELECT relrowsecurity FROM pg_class WHERE oid = v_rel)
+     AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = v_caller)
+     AND NOT pg_has_role(v_caller, (SELECT relowner FROM pg_class WHERE oid = v_rel), 'USAGE') THEN
+    RAISE EXCEPTION 'role % is subject to row level security on %.%, and the service would read every row', v_caller, quote_ident(v_schema), quote_ident(v_table)
+      USING ERRCODE = '42501', HINT = 'register the target as a role that bypasses row level security (on Supabase: the service role)';
+  END IF;
+
   -- Primary key: must exist, be unique on its own, and be a type whose jsonb and text forms agree
   -- (the triggers read it through to_jsonb).
   SELECT format_type(a.atttypid, a.atttypmod) INTO v_id_type FROM pg_attribute a
@@ -839,19 +1169,19 @@ BEGIN
   -- Content.
   IF p_content_expression IS NULL THEN
     v_cols := '';
-    v_when := '';
     FOREACH v_col IN ARRAY p_content_columns LOOP
       IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = v_rel AND a.attname = v_col AND a.attnum > 0 AND NOT a.attisdropped) THEN
         RAISE EXCEPTION 'content column "%" does not exist on %.%', v_col, quote_ident(v_schema), quote_ident(v_table)
           USING ERRCODE = '42703', HINT = 'list existing text columns with --content col1,col2';
       END IF;
       v_cols := v_cols || CASE WHEN v_cols = '' THEN '' ELSE ', ' END || format('%I::text', v_col);
-      v_when := v_when || CASE WHEN v_when = '' THEN '' ELSE ' OR ' END || format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', v_col);
     END LOOP;
     v_content_sql := format('concat_ws(E''\n\n'', %s)', v_cols);
   ELSE
-    IF p_content_expression ~ ';' THEN
-      RAISE EXCEPTION 'content expression must be a single SQL expression (no ";")' USING ERRCODE = '22023';
+    v_problem := public.embedding_expression_shape_problem(p_content_expression);
+    IF v_problem IS NOT NULL THEN
+      RAISE EXCEPTION 'content expression must be a single SQL expression: %', v_problem
+        USING ERRCODE = '22023', HINT = 'write one expression over the row''s columns, e.g. title || '': '' || body';
     END IF;
     v_content_sql := '(' || p_content_expression || ')';
   END IF;
@@ -861,6 +1191,15 @@ BEGIN
     RAISE EXCEPTION 'content expression is not valid on %.%: %', quote_ident(v_schema), quote_ident(v_table), SQLERRM
       USING ERRCODE = '22023', HINT = 'it must be one SQL expression over the row''s columns that yields text';
   END;
+  IF p_content_expression IS NOT NULL THEN
+    v_refs := public.embedding_validate_expression(v_rel::regclass, v_content_sql);
+  END IF;
+  FOREACH v_col IN ARRAY coalesce(v_refs, p_content_columns) || ARRAY[p_id_column] LOOP
+    IF NOT has_column_privilege(v_caller, v_rel, v_col, 'SELECT') THEN
+      RAISE EXCEPTION 'role % may not read column % of %.%', v_caller, v_col, quote_ident(v_schema), quote_ident(v_table)
+        USING ERRCODE = '42501', HINT = format('GRANT SELECT ON %I.%I TO %I', v_schema, v_table, v_caller);
+    END IF;
+  END LOOP;
 
   -- Embedding column: type and dimension.
   SELECT a.atttypid, a.atttypmod, t2.typname, n2.nspname
@@ -870,6 +1209,11 @@ BEGIN
   IF v_emb_type IS NULL THEN
     RAISE EXCEPTION 'embedding column "%" does not exist on %.%', p_embedding_column, quote_ident(v_schema), quote_ident(v_table)
       USING ERRCODE = '42703', HINT = format('add it: ALTER TABLE %I.%I ADD COLUMN %I vector(%s)', v_schema, v_table, p_embedding_column, coalesce(p_dimensions::text, 'N'));
+  END IF;
+  IF NOT has_column_privilege(v_caller, v_rel, p_embedding_column, 'UPDATE')
+     OR NOT has_column_privilege(v_caller, v_rel, p_embedding_column, 'SELECT') THEN
+    RAISE EXCEPTION 'role % may not read and update column % of %.%', v_caller, p_embedding_column, quote_ident(v_schema), quote_ident(v_table)
+      USING ERRCODE = '42501', HINT = format('GRANT SELECT, UPDATE (%I) ON %I.%I TO %I', p_embedding_column, v_schema, v_table, v_caller);
   END IF;
   IF v_emb_typname IN ('vector', 'halfvec') THEN
     v_kind := v_emb_typname;
@@ -895,60 +1239,111 @@ BEGIN
       USING ERRCODE = '22023', HINT = 'pass --dimensions N (for example 1536 for text-embedding-3-small)';
   END IF;
 
-  SELECT * INTO v_existing FROM public.embedding_targets WHERE name = p_name;
+  SELECT * INTO v_existing FROM public.embedding_targets WHERE name = p_name FOR UPDATE;
   IF FOUND THEN
+    v_old_rel := public.embedding_relation(v_existing);
+    IF v_old_rel IS DISTINCT FROM v_rel::regclass THEN v_changed := v_changed || 'table'::text; END IF;
+    IF v_existing.id_column IS DISTINCT FROM p_id_column THEN v_changed := v_changed || 'id column'::text; END IF;
+    IF v_existing.content_columns IS DISTINCT FROM p_content_columns
+       OR v_existing.content_expression IS DISTINCT FROM p_content_expression THEN
+      v_changed := v_changed || 'content'::text;
+    END IF;
+    IF v_existing.embedding_column IS DISTINCT FROM p_embedding_column THEN v_changed := v_changed || 'embedding column'::text; END IF;
+    IF v_existing.provider IS DISTINCT FROM p_provider OR v_existing.model IS DISTINCT FROM p_model THEN
+      v_changed := v_changed || 'provider/model'::text;
+    END IF;
+    IF v_existing.dimensions IS DISTINCT FROM v_dims THEN v_changed := v_changed || 'dimensions'::text; END IF;
+    IF cardinality(v_changed) > 0 AND NOT coalesce(p_replace, false) THEN
+      RAISE EXCEPTION 'target "%" is already registered with another %: its % rows of state were made for the old definition',
+        p_name, array_to_string(v_changed, ', '),
+        (SELECT count(*) FROM public.embedding_items WHERE target_id = v_existing.id)
+        USING ERRCODE = '22023',
+              HINT = format('re-register with --replace to clear that state and embed every row again, or register a new target name (for a model change without downtime: a second target on a new column)');
+    END IF;
     PERFORM public.embedding_drop_triggers(v_existing);
+    IF cardinality(v_changed) > 0 THEN
+      WITH gone AS (DELETE FROM public.embedding_items WHERE target_id = v_existing.id RETURNING 1)
+      SELECT count(*) INTO v_reset FROM gone;
+    END IF;
   END IF;
 
-  INSERT INTO public.embedding_targets AS x (name, schema_name, table_name, id_column, id_type, content_columns,
-      content_expression, content_sql, embedding_column, embedding_kind, embedding_type_sql, provider, model,
-      dimensions, max_attempts)
-  VALUES (p_name, v_schema, v_table, p_id_column, v_id_type, p_content_columns, p_content_expression, v_content_sql,
-      p_embedding_column, v_kind, v_type_sql, p_provider, p_model, v_dims, coalesce(p_max_attempts, 3))
+  INSERT INTO public.embedding_targets AS x (name, schema_name, table_name, table_oid, id_column, id_type, content_columns,
+      content_expression, content_sql, content_refs, embedding_column, embedding_kind, embedding_type_sql, provider, model,
+      dimensions, max_attempts, registered_by)
+  VALUES (p_name, v_schema, v_table, v_rel, p_id_column, v_id_type, p_content_columns, p_content_expression, v_content_sql,
+      v_refs, p_embedding_column, v_kind, v_type_sql, p_provider, p_model, v_dims, coalesce(p_max_attempts, 3), v_caller)
   ON CONFLICT (name) DO UPDATE SET schema_name = EXCLUDED.schema_name, table_name = EXCLUDED.table_name,
-      id_column = EXCLUDED.id_column, id_type = EXCLUDED.id_type, content_columns = EXCLUDED.content_columns,
-      content_expression = EXCLUDED.content_expression, content_sql = EXCLUDED.content_sql,
+      table_oid = EXCLUDED.table_oid, id_column = EXCLUDED.id_column, id_type = EXCLUDED.id_type,
+      content_columns = EXCLUDED.content_columns, content_expression = EXCLUDED.content_expression,
+      content_sql = EXCLUDED.content_sql, content_refs = EXCLUDED.content_refs,
       embedding_column = EXCLUDED.embedding_column, embedding_kind = EXCLUDED.embedding_kind,
       embedding_type_sql = EXCLUDED.embedding_type_sql, provider = EXCLUDED.provider, model = EXCLUDED.model,
-      dimensions = EXCLUDED.dimensions, max_attempts = EXCLUDED.max_attempts, updated_at = now()
+      dimensions = EXCLUDED.dimensions, max_attempts = EXCLUDED.max_attempts, registered_by = EXCLUDED.registered_by,
+      -- Vectors already in the column were made for the old definition: seeding must not trust them.
+      trust_existing = x.trust_existing AND cardinality(v_changed) = 0,
+      updated_at = now()
   RETURNING * INTO t;
 
-  EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %I.%I FOR EACH ROW EXECUTE FUNCTION public.embedding_on_row_change(%L, %L)',
-    'embedding_' || t.name || '_ins', v_schema, v_table, t.id, p_id_column);
-  EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %I.%I FOR EACH ROW EXECUTE FUNCTION public.embedding_on_row_delete(%L, %L)',
-    'embedding_' || t.name || '_del', v_schema, v_table, t.id, p_id_column);
-  IF p_content_expression IS NULL THEN
-    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %s ON %I.%I FOR EACH ROW WHEN (%s) EXECUTE FUNCTION public.embedding_on_row_change(%L, %L)',
-      'embedding_' || t.name || '_upd',
-      (SELECT string_agg(format('%I', c), ', ') FROM unnest(p_content_columns || p_id_column) AS c),
-      v_schema, v_table, v_when || format(' OR OLD.%1$I IS DISTINCT FROM NEW.%1$I', p_id_column), t.id, p_id_column);
-    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %I ON %I.%I FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION public.embedding_on_row_delete(%L, %L)',
-      'embedding_' || t.name || '_rekey', p_id_column, v_schema, v_table, p_id_column, p_id_column, t.id, p_id_column);
-  ELSE
-    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %I.%I FOR EACH ROW EXECUTE FUNCTION public.embedding_on_row_update_expr(%L, %L)',
-      'embedding_' || t.name || '_upd', v_schema, v_table, t.id, p_id_column);
-  END IF;
+  PERFORM public.embedding_install_triggers(t, v_rel::regclass);
 
-  RETURN public.embedding_target_json(t);
+  RETURN public.embedding_target_json(t) || jsonb_build_object('replaced', cardinality(v_changed) > 0, 'reset', v_reset,
+    'changed', to_jsonb(v_changed));
 END $function$;
+
+-- embedding_relation(embedding_targets); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_relation(t embedding_targets)
+ RETURNS regclass
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  v_trigger text := 'embedding_' || t.name || '_ins';
+  v_rel oid;
+BEGIN
+  IF t.table_oid IS NOT NULL THEN
+    SELECT tgrelid INTO v_rel FROM pg_trigger WHERE tgrelid = t.table_oid AND tgname = v_trigger;
+    IF FOUND THEN RETURN v_rel::regclass; END IF;
+  END IF;
+  SELECT tgrelid INTO v_rel FROM pg_trigger
+   WHERE tgname = v_trigger AND split_part(encode(tgargs, 'escape'), '\000', 1) = t.id::text
+   LIMIT 1;
+  IF FOUND THEN RETURN v_rel::regclass; END IF;
+  RETURN to_regclass(format('%I.%I', t.schema_name, t.table_name));
+END $function$;
+
+-- embedding_relation_name(regclass); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_relation_name(p_rel regclass)
+ RETURNS text
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.oid = p_rel
+$function$;
 
 -- embedding_release(text,text,text[]); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_release(p_target text, p_worker text, p_ids text[] DEFAULT NULL::text[])
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
   v_n integer;
 BEGIN
-  WITH upd AS (
+  WITH held AS (
+    SELECT unnest(public.embedding_lock_leased(t.id, p_worker, coalesce(p_ids,
+      (SELECT array_agg(row_id) FROM public.embedding_items
+        WHERE target_id = t.id AND status = 'processing' AND worker_id = p_worker)))) AS row_id
+  ), upd AS (
     UPDATE public.embedding_items i
        SET status = CASE WHEN i.attempts > 0 THEN 'failed' ELSE 'pending' END,
            locked_until = NULL, worker_id = NULL, updated_at = now()
-     WHERE i.target_id = t.id AND i.status = 'processing' AND i.worker_id = p_worker
-       AND (p_ids IS NULL OR i.row_id = ANY (p_ids))
+      FROM held h WHERE i.target_id = t.id AND i.row_id = h.row_id
     RETURNING 1
   ) SELECT count(*) INTO v_n FROM upd;
   RETURN jsonb_build_object('released', v_n);
@@ -959,7 +1354,8 @@ CREATE OR REPLACE FUNCTION public.embedding_release_prefix(p_target text, p_work
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
@@ -968,11 +1364,16 @@ BEGIN
   IF coalesce(length(p_worker_prefix), 0) < 8 THEN
     RAISE EXCEPTION 'worker prefix too short' USING ERRCODE = '22023';
   END IF;
-  WITH upd AS (
+  WITH held AS (
+    SELECT row_id FROM public.embedding_items
+     WHERE target_id = t.id AND status = 'processing' AND starts_with(worker_id, p_worker_prefix)
+     ORDER BY row_id
+       FOR UPDATE SKIP LOCKED
+  ), upd AS (
     UPDATE public.embedding_items i
        SET status = CASE WHEN i.attempts > 0 THEN 'failed' ELSE 'pending' END,
            locked_until = NULL, worker_id = NULL, updated_at = now()
-     WHERE i.target_id = t.id AND i.status = 'processing' AND starts_with(i.worker_id, p_worker_prefix)
+      FROM held h WHERE i.target_id = t.id AND i.row_id = h.row_id
     RETURNING 1
   ) SELECT count(*) INTO v_n FROM upd;
   RETURN jsonb_build_object('released', v_n);
@@ -983,7 +1384,7 @@ CREATE OR REPLACE FUNCTION public.embedding_remove_target(p_name text)
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE t public.embedding_targets;
 BEGIN
@@ -993,17 +1394,37 @@ BEGIN
   RETURN jsonb_build_object('removed', t.name);
 END $function$;
 
+-- embedding_require_relation(embedding_targets); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_require_relation(t embedding_targets)
+ RETURNS regclass
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE v_rel regclass := public.embedding_relation(t);
+BEGIN
+  IF v_rel IS NULL THEN
+    RAISE EXCEPTION 'the table of target "%" (%.%) no longer exists', t.name, t.schema_name, t.table_name
+      USING ERRCODE = '42P01', HINT = format('restore the table, or remove the target: embeddings targets remove %s', t.name);
+  END IF;
+  RETURN v_rel;
+END $function$;
+
 -- embedding_retry(text,text[],boolean,boolean,integer); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_retry(p_target text, p_ids text[] DEFAULT NULL::text[], p_dead_letter_only boolean DEFAULT true, p_transient_only boolean DEFAULT false, p_limit integer DEFAULT 1000)
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
   v_n integer;
+  v_invalid jsonb;
 BEGIN
+  SELECT coalesce(jsonb_agg(id), '[]') INTO v_invalid FROM unnest(p_ids) AS id
+   WHERE NOT public.embedding_valid_id(t.id_type, id);
   WITH pick AS (
     SELECT row_id FROM public.embedding_items
      WHERE target_id = t.id
@@ -1020,7 +1441,7 @@ BEGIN
       FROM pick WHERE i.target_id = t.id AND i.row_id = pick.row_id
     RETURNING 1
   ) SELECT count(*) INTO v_n FROM upd;
-  RETURN jsonb_build_object('requeued', v_n);
+  RETURN jsonb_build_object('requeued', v_n, 'invalid', v_invalid);
 END $function$;
 
 -- embedding_retry_completed_null(text,integer); grants: postgres=X/postgres service_role=X/postgres
@@ -1028,20 +1449,23 @@ CREATE OR REPLACE FUNCTION public.embedding_retry_completed_null(p_target text, 
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
+  v_rel regclass := public.embedding_require_relation(t);
   v_n integer;
 BEGIN
   IF p_limit IS NULL OR p_limit < 1 OR p_limit > 100000 THEN
     RAISE EXCEPTION 'retry limit % is out of range', p_limit USING ERRCODE = '22023', HINT = 'use 1..100000';
   END IF;
+  PERFORM public.embedding_assert_access(t, v_rel, false);
   EXECUTE format($q$
     WITH pick AS (
       SELECT i.row_id FROM public.embedding_items i
-        JOIN %1$I.%2$I AS s ON s.%3$I = i.row_id::%4$s
-       WHERE i.target_id = $1 AND i.status = 'completed' AND s.%5$I IS NULL
+        JOIN %1$s AS s ON s.%2$I = i.row_id::%3$s
+       WHERE i.target_id = $1 AND i.status = 'completed' AND s.%4$I IS NULL
        ORDER BY i.row_id
        LIMIT $2
          FOR UPDATE OF i SKIP LOCKED
@@ -1052,7 +1476,7 @@ BEGIN
         FROM pick WHERE i.target_id = $1 AND i.row_id = pick.row_id
       RETURNING 1
     ) SELECT count(*) FROM upd
-  $q$, t.schema_name, t.table_name, t.id_column, t.id_type, t.embedding_column)
+  $q$, v_rel, t.id_column, t.id_type, t.embedding_column)
   INTO v_n USING t.id, p_limit;
   RETURN jsonb_build_object('requeued', v_n);
 END $function$;
@@ -1062,7 +1486,7 @@ CREATE OR REPLACE FUNCTION public.embedding_schema_version()
  RETURNS jsonb
  LANGUAGE sql
  STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   SELECT jsonb_build_object('version', (SELECT max(version) FROM public.embedding_schema_migrations),
     'versions', (SELECT coalesce(jsonb_agg(version ORDER BY version), '[]'::jsonb) FROM public.embedding_schema_migrations),
@@ -1077,13 +1501,15 @@ CREATE OR REPLACE FUNCTION public.embedding_status(p_target text DEFAULT NULL::t
  RETURNS jsonb
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE
   t public.embedding_targets;
   v_out jsonb := '[]'::jsonb;
   v_counts jsonb;
   v_src jsonb;
+  v_rel regclass;
+  v_error text;
 BEGIN
   FOR t IN SELECT * FROM public.embedding_targets WHERE p_target IS NULL OR name = p_target ORDER BY name LOOP
     SELECT jsonb_build_object(
@@ -1094,27 +1520,40 @@ BEGIN
         'failed', count(*) FILTER (WHERE status = 'failed'),
         'deadLetter', count(*) FILTER (WHERE status = 'dead_letter'))
       INTO v_counts FROM public.embedding_items WHERE target_id = t.id;
-    EXECUTE format($q$
-      SELECT jsonb_build_object(
-        'total', count(*),
-        'embedded', count(*) FILTER (WHERE s.%1$I IS NOT NULL),
-        'completedButNull', count(*) FILTER (WHERE s.%1$I IS NULL AND EXISTS (
-            SELECT 1 FROM public.embedding_items i WHERE i.target_id = $1 AND i.row_id = s.%2$I::text AND i.status = 'completed')))
-        FROM %3$I.%4$I AS s
-    $q$, t.embedding_column, t.id_column, t.schema_name, t.table_name)
-    INTO v_src USING t.id;
+    v_src := NULL;
+    v_error := NULL;
+    v_rel := public.embedding_relation(t);
+    BEGIN
+      IF v_rel IS NULL THEN
+        RAISE EXCEPTION 'the table of target "%" (%.%) no longer exists', t.name, t.schema_name, t.table_name
+          USING ERRCODE = '42P01';
+      END IF;
+      PERFORM public.embedding_assert_access(t, v_rel, false);
+      EXECUTE format($q$
+        SELECT jsonb_build_object(
+          'total', count(*),
+          'embedded', count(*) FILTER (WHERE s.%1$I IS NOT NULL),
+          'completedButNull', count(*) FILTER (WHERE s.%1$I IS NULL AND EXISTS (
+              SELECT 1 FROM public.embedding_items i WHERE i.target_id = $1 AND i.row_id = s.%2$I::text AND i.status = 'completed')))
+          FROM %3$s AS s
+      $q$, t.embedding_column, t.id_column, v_rel)
+      INTO v_src USING t.id;
+    EXCEPTION WHEN others THEN
+      v_error := SQLERRM;
+    END;
     v_out := v_out || jsonb_build_array(jsonb_build_object(
-      'target', t.name, 'table', format('%I.%I', t.schema_name, t.table_name), 'provider', t.provider,
-      'model', t.model, 'dimensions', t.dimensions,
-      'total', (v_src ->> 'total')::bigint, 'embedded', (v_src ->> 'embedded')::bigint,
-      'coverage', CASE WHEN (v_src ->> 'total')::bigint = 0 THEN 100
+      'target', t.name,
+      'table', coalesce(public.embedding_relation_name(v_rel), format('%I.%I', t.schema_name, t.table_name)),
+      'provider', t.provider, 'model', t.model, 'dimensions', t.dimensions,
+      'total', coalesce((v_src ->> 'total')::bigint, 0), 'embedded', coalesce((v_src ->> 'embedded')::bigint, 0),
+      'coverage', CASE WHEN v_src IS NULL OR (v_src ->> 'total')::bigint = 0 THEN CASE WHEN v_src IS NULL THEN 0 ELSE 100 END
                        ELSE round(100.0 * (v_src ->> 'embedded')::bigint / (v_src ->> 'total')::bigint, 2) END,
-      'untracked', greatest((v_src ->> 'total')::bigint - (v_counts ->> 'tracked')::bigint, 0),
-      'completedButNull', (v_src ->> 'completedButNull')::bigint,
+      'untracked', greatest(coalesce((v_src ->> 'total')::bigint, 0) - (v_counts ->> 'tracked')::bigint, 0),
+      'completedButNull', coalesce((v_src ->> 'completedButNull')::bigint, 0),
       'nextRetryAt', (SELECT min(next_retry_at) FROM public.embedding_items WHERE target_id = t.id AND status = 'failed'),
       'jobs', (SELECT coalesce(jsonb_agg(public.embedding_job_json(j) ORDER BY j.created_at DESC), '[]'::jsonb)
                  FROM (SELECT * FROM public.embedding_jobs WHERE target_id = t.id ORDER BY created_at DESC LIMIT p_jobs) j)
-    ) || v_counts);
+    ) || v_counts || CASE WHEN v_error IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('error', v_error) END);
   END LOOP;
   IF p_target IS NOT NULL AND jsonb_array_length(v_out) = 0 THEN
     PERFORM public.embedding_target_row(p_target);
@@ -1127,10 +1566,12 @@ CREATE OR REPLACE FUNCTION public.embedding_target_json(t embedding_targets)
  RETURNS jsonb
  LANGUAGE sql
  STABLE
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   SELECT jsonb_build_object(
-    'name', t.name, 'table', format('%I.%I', t.schema_name, t.table_name), 'idColumn', t.id_column,
+    'name', t.name,
+    'table', coalesce(public.embedding_relation_name(public.embedding_relation(t)), format('%I.%I', t.schema_name, t.table_name)),
+    'idColumn', t.id_column,
     'idType', t.id_type, 'contentColumns', to_jsonb(t.content_columns), 'contentExpression', t.content_expression,
     'embeddingColumn', t.embedding_column, 'embeddingKind', t.embedding_kind, 'provider', t.provider,
     'model', t.model, 'dimensions', t.dimensions, 'maxAttempts', t.max_attempts,
@@ -1142,7 +1583,7 @@ CREATE OR REPLACE FUNCTION public.embedding_target_row(p_target text)
  RETURNS embedding_targets
  LANGUAGE plpgsql
  STABLE SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE t public.embedding_targets;
 BEGIN
@@ -1154,27 +1595,100 @@ BEGIN
   RETURN t;
 END $function$;
 
+-- embedding_valid_id(text,text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_valid_id(p_type text, p_id text)
+ RETURNS boolean
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  SELECT p_id IS NOT NULL AND CASE
+    WHEN p_type = 'smallint' THEN p_id ~ '^\s*[+-]?[0-9]{1,5}\s*$' AND btrim(p_id)::numeric BETWEEN -32768 AND 32767
+    WHEN p_type = 'integer' THEN p_id ~ '^\s*[+-]?[0-9]{1,10}\s*$' AND btrim(p_id)::numeric BETWEEN -2147483648 AND 2147483647
+    WHEN p_type = 'bigint' THEN p_id ~ '^\s*[+-]?[0-9]{1,19}\s*$' AND btrim(p_id)::numeric BETWEEN -9223372036854775808 AND 9223372036854775807
+    WHEN p_type = 'uuid' THEN p_id ~* '^\s*\{?[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\}?\s*$'
+    ELSE true
+  END
+$function$;
+
+-- embedding_validate_expression(regclass,text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_validate_expression(p_rel regclass, p_content_sql text)
+ RETURNS text[]
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  v_view text := 'embedding_expr_check_' || pg_backend_pid();
+  v_view_oid oid;
+  v_tree text;
+  v_bad text;
+  v_cols text[];
+  v_stable_ok text[] := ARRAY['concat', 'concat_ws', 'format', 'to_char', 'array_to_string', 'textanycat',
+    'anytextcat', 'to_json', 'to_jsonb', 'json_build_object', 'jsonb_build_object', 'json_build_array',
+    'jsonb_build_array', 'row_to_json', 'timestamptz_out', 'date_part', 'extract', 'date_trunc'];
+BEGIN
+  EXECUTE format('CREATE TEMP VIEW %I AS SELECT (%s)::text AS content FROM %s AS s', v_view, p_content_sql, p_rel);
+  v_view_oid := format('pg_temp.%I', v_view)::regclass::oid;
+  SELECT ev_action::text INTO v_tree FROM pg_rewrite WHERE ev_class = v_view_oid;
+  SELECT coalesce(array_agg(DISTINCT a.attname::text ORDER BY a.attname::text), '{}') INTO v_cols
+    FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+   WHERE d.classid = 'pg_rewrite'::regclass
+     AND d.objid = (SELECT oid FROM pg_rewrite WHERE ev_class = format('pg_temp.%I', v_view)::regclass)
+     AND d.refobjid = p_rel AND d.refobjsubid > 0;
+  EXECUTE format('DROP VIEW pg_temp.%I', v_view);
+
+  IF v_tree ~ '\{(SUBLINK|AGGREF|WINDOWFUNC|NEXTVALUEEXPR)' THEN
+    v_bad := 'a subquery, an aggregate or a sequence';
+  END IF;
+  IF v_bad IS NULL THEN
+    -- Up to PostgreSQL 15 a view's rule also lists the view itself (its OLD and NEW entries).
+    SELECT string_agg(DISTINCT r::regclass::text, ', ') INTO v_bad
+      FROM regexp_matches(v_tree, ':relid (\d+)', 'g') AS m(x), LATERAL (SELECT m.x[1]::oid AS r) o
+     WHERE o.r NOT IN (p_rel::oid, v_view_oid);
+    IF v_bad IS NOT NULL THEN v_bad := 'another table (' || v_bad || ')'; END IF;
+  END IF;
+  IF v_bad IS NULL THEN
+    SELECT string_agg(DISTINCT p.oid::regprocedure::text, ', ') INTO v_bad
+      FROM regexp_matches(v_tree, ':(?:funcid|opfuncid) (\d+)', 'g') AS m(x)
+      JOIN pg_proc p ON p.oid = m.x[1]::oid
+     WHERE p.pronamespace <> 'pg_catalog'::regnamespace
+        OR NOT (p.provolatile = 'i' OR (p.provolatile = 's' AND p.proname = ANY (v_stable_ok)));
+    IF v_bad IS NOT NULL THEN v_bad := 'the function ' || v_bad; END IF;
+  END IF;
+  IF v_bad IS NOT NULL THEN
+    RAISE EXCEPTION 'content expression is not a pure expression over the row: it uses %', v_bad
+      USING ERRCODE = '42501',
+            HINT = 'use only the table''s own columns, operators and built-in text functions (upper, concat_ws, format, substr, coalesce, ...); or list columns with --content';
+  END IF;
+  RETURN v_cols;
+END $function$;
+
 -- embedding_write(text,text,text[],text[],text[],integer[],boolean[]); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_write(p_target text, p_worker text, p_ids text[], p_hashes text[], p_vectors text[], p_tokens integer[] DEFAULT NULL::integer[], p_truncated boolean[] DEFAULT NULL::boolean[])
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
+  v_rel regclass;
   v_n integer := coalesce(cardinality(p_ids), 0);
   v_leased text[];
+  v_lockable text[];
   v_written text[];
   v_bad_id text;
   v_bad_dims integer;
   v_stale integer := 0;
   v_gone integer := 0;
+  v_busy text[] := '{}';
   v_parse_sql text;
   v_dims_sql text;
 BEGIN
   IF v_n = 0 THEN
-    RETURN jsonb_build_object('written', 0, 'stale', 0, 'gone', 0, 'notLeased', 0);
+    RETURN jsonb_build_object('written', 0, 'stale', 0, 'gone', 0, 'notLeased', 0, 'busy', '[]'::jsonb);
   END IF;
   IF cardinality(p_hashes) <> v_n OR cardinality(p_vectors) <> v_n
      OR (p_tokens IS NOT NULL AND cardinality(p_tokens) <> v_n)
@@ -1182,6 +1696,8 @@ BEGIN
     RAISE EXCEPTION 'write batch arrays differ in length (ids %, hashes %, vectors %)', v_n, cardinality(p_hashes), cardinality(p_vectors)
       USING ERRCODE = '22023';
   END IF;
+  v_rel := public.embedding_require_relation(t);
+  PERFORM public.embedding_assert_access(t, v_rel, true);
   -- Each vector is parsed once, in the UPDATE statement, and its dimension taken from the parsed
   -- value: rows of the wrong size are never written, and the first of them is reported below, which
   -- rolls the whole call back: nothing of a batch with a wrong-size vector is kept, and no separate
@@ -1195,42 +1711,41 @@ BEGIN
                      THEN 'coalesce(cardinality(b."__embedding_sync_vec"::real[]), 0)'
                      ELSE 'coalesce(cardinality(b."__embedding_sync_vec"), 0)' END;
 
-  -- Lease first (items rows locked in a fixed order), then the source UPDATE: a concurrent content
-  -- edit either committed before (its trigger re-queued the item, so the lease check drops it) or
-  -- waits for us and re-queues the row afterwards. Two statements, each planned for its arrays
-  -- (EXECUTE): in one statement the planner, misled by stale statistics on the leased rows, joined
-  -- them to the batch in a nested loop that re-read every parsed vector once per row.
-  EXECUTE $q$
-    SELECT coalesce(array_agg(row_id), '{}') FROM (
-      SELECT i.row_id FROM public.embedding_items i
-       WHERE i.target_id = $1 AND i.row_id = ANY ($2::text[]) AND i.status = 'processing' AND i.worker_id = $3
-       ORDER BY i.row_id
-         FOR UPDATE) AS l
-  $q$ INTO v_leased USING t.id, p_ids, p_worker;
+  -- Lease first (state rows locked in a fixed order, skipping any another transaction holds), then
+  -- the source rows (skipping any a user transaction holds), then the source UPDATE of exactly
+  -- those: nothing here waits on a user. Each statement is planned for its arrays (EXECUTE): in one
+  -- statement the planner, misled by stale statistics on the leased rows, joined them to the batch in
+  -- a nested loop that re-read every parsed vector once per row.
+  v_leased := public.embedding_lock_leased(t.id, p_worker, p_ids);
+
+  EXECUTE format($q$
+    SELECT coalesce(array_agg(s.%1$I::text), '{}') FROM (
+      SELECT s.%1$I FROM %2$s AS s WHERE s.%1$I = ANY ($1::%3$s[]) ORDER BY s.%1$I FOR UPDATE OF s SKIP LOCKED) AS s
+  $q$, t.id_column, v_rel, t.id_type) INTO v_lockable USING v_leased;
 
   BEGIN
     EXECUTE format($q$
       WITH sized AS MATERIALIZED (
         -- OFFSET 0 keeps the parse in its own subquery: inlined, it would run once per reference.
         SELECT x.k, x.id AS "__embedding_sync_id", x.hash AS "__embedding_sync_hash",
-               b."__embedding_sync_vec", %8$s AS "__embedding_sync_dims"
+               b."__embedding_sync_vec", %7$s AS "__embedding_sync_dims"
           FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(id, hash, vec, k)
-         CROSS JOIN LATERAL (SELECT %4$s AS "__embedding_sync_vec" OFFSET 0) AS b
+         CROSS JOIN LATERAL (SELECT %3$s AS "__embedding_sync_vec" OFFSET 0) AS b
       ), w AS (
-        UPDATE %1$I.%2$I AS s SET %3$I = u."__embedding_sync_vec"
+        UPDATE %1$s AS s SET %2$I = u."__embedding_sync_vec"
           FROM sized AS u
-         WHERE s.%5$I = u."__embedding_sync_id"::%6$s
+         WHERE s.%4$I = u."__embedding_sync_id"::%5$s
            AND u."__embedding_sync_id" = ANY ($4::text[])
            AND u."__embedding_sync_dims" = $5
-           AND md5((%7$s)::text) = u."__embedding_sync_hash"
-        RETURNING s.%5$I::text AS row_id
+           AND md5((%6$s)::text) = u."__embedding_sync_hash"
+        RETURNING s.%4$I::text AS row_id
       ), bad AS (
         SELECT "__embedding_sync_id" AS id, "__embedding_sync_dims" AS dims FROM sized
          WHERE "__embedding_sync_dims" <> $5 ORDER BY k LIMIT 1
       )
       SELECT (SELECT coalesce(array_agg(row_id), '{}') FROM w), (SELECT id FROM bad), (SELECT dims FROM bad)
-    $q$, t.schema_name, t.table_name, t.embedding_column, v_parse_sql, t.id_column, t.id_type, t.content_sql, v_dims_sql)
-    INTO v_written, v_bad_id, v_bad_dims USING p_ids, p_hashes, p_vectors, v_leased, t.dimensions;
+    $q$, v_rel, t.embedding_column, v_parse_sql, t.id_column, t.id_type, t.content_sql, v_dims_sql)
+    INTO v_written, v_bad_id, v_bad_dims USING p_ids, p_hashes, p_vectors, v_lockable, t.dimensions;
   EXCEPTION WHEN data_exception THEN
     -- A vector that does not parse (or another bad value). A wrong size is still reported as such,
     -- as a size check ahead of parsing would: counted in the text, an empty literal has 0 dimensions.
@@ -1254,10 +1769,8 @@ BEGIN
   END IF;
 
   -- EXECUTE, so the plan is made for these arrays: a cached generic plan guesses 10 rows per
-  -- unnest() and, from the sixth batch on, joined the batch with itself in a nested loop (250,000
-  -- comparisons for 500 rows, measured as the slowest statement of the write). Only rows this worker
-  -- holds (all written rows are), so whatever index is picked, on statistics that may be stale right
-  -- after a bulk seed, it reads the leased rows, not the whole target.
+  -- unnest() and joined the batch with itself in a nested loop. Only rows this worker holds (all
+  -- written rows are), so whatever index is picked, it reads the leased rows, not the whole target.
   EXECUTE $q$
     UPDATE public.embedding_items i
        SET status = 'completed', content_hash = u.hash, model = $3, tokens = u.tokens,
@@ -1270,31 +1783,38 @@ BEGIN
       coalesce(p_tokens, array_fill(NULL::integer, ARRAY[v_n])),
       coalesce(p_truncated, array_fill(false, ARRAY[v_n])), v_written;
 
-  -- Leased but not written: the row is gone (end its state) or its content changed (queue it again).
-  -- When every row was written there is nothing of either.
+  -- Leased but not written: the row is gone (end its state), its content changed, or a user holds it
+  -- right now (queue it again either way; a user's edit queues it at commit anyway). Rows whose state
+  -- another transaction holds are left alone (`busy`): whoever holds them decides.
   IF cardinality(v_written) < v_n THEN
     EXECUTE format($q$
       WITH gone AS (
         DELETE FROM public.embedding_items i
-         WHERE i.target_id = $1 AND i.row_id = ANY ($2) AND NOT (i.row_id = ANY ($3))
+         WHERE i.target_id = $1 AND i.row_id = ANY ($2) AND NOT (i.row_id = ANY ($3)) AND NOT (i.row_id = ANY ($5))
            AND i.status = 'processing' AND i.worker_id = $4
-           AND NOT EXISTS (SELECT 1 FROM %1$I.%2$I s WHERE s.%3$I = i.row_id::%4$s)
+           AND NOT EXISTS (SELECT 1 FROM %1$s s WHERE s.%2$I = i.row_id::%3$s)
         RETURNING 1
       ) SELECT count(*) FROM gone
-    $q$, t.schema_name, t.table_name, t.id_column, t.id_type)
-    INTO v_gone USING t.id, p_ids, v_written, p_worker;
+    $q$, v_rel, t.id_column, t.id_type)
+    INTO v_gone USING t.id, v_leased, v_written, p_worker, v_lockable;
 
     WITH stale AS (
       UPDATE public.embedding_items i
          SET status = 'pending', next_retry_at = now(), locked_until = NULL, worker_id = NULL, updated_at = now()
-       WHERE i.target_id = t.id AND i.row_id = ANY (p_ids) AND NOT (i.row_id = ANY (v_written))
+       WHERE i.target_id = t.id AND i.row_id = ANY (v_leased) AND NOT (i.row_id = ANY (v_written))
          AND i.status = 'processing' AND i.worker_id = p_worker
       RETURNING 1
     ) SELECT count(*) INTO v_stale FROM stale;
   END IF;
 
+  -- Rows still leased to this worker that another transaction holds right now: left for the caller
+  -- to write again in a moment (the holder is usually another worker's claim, done in milliseconds)
+  -- or to leave to a user's edit, which queues them again when it commits.
+  SELECT coalesce(array_agg(i.row_id), '{}') INTO v_busy FROM public.embedding_items i
+   WHERE i.target_id = t.id AND i.row_id = ANY (p_ids) AND NOT (i.row_id = ANY (v_leased))
+     AND i.status = 'processing' AND i.worker_id = p_worker;
   RETURN jsonb_build_object('written', cardinality(v_written), 'stale', v_stale, 'gone', v_gone,
-    'notLeased', v_n - cardinality(v_written) - v_stale - v_gone);
+    'busy', to_jsonb(v_busy), 'notLeased', v_n - cardinality(v_leased) - cardinality(v_busy));
 END $function$;
 
 -- increment_embedding_job_progress(uuid,integer,integer,integer,bigint,integer); grants: postgres=X/postgres service_role=X/postgres
@@ -1302,7 +1822,7 @@ CREATE OR REPLACE FUNCTION public.increment_embedding_job_progress(job_id uuid, 
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
 DECLARE j public.embedding_jobs;
 BEGIN

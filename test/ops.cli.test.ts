@@ -135,7 +135,10 @@ describe("retry", () => {
     );
 
     const rows = await cli(["retry", "cli_docs", "--row", "1", "--row", "2,3", "--dead-letter", "--json"]);
-    expect([rows.code, rows.json()]).toEqual([EXIT.ok, { target: "cli_docs", scope: "rows", requeued: 3 }]);
+    expect([rows.code, rows.json()]).toEqual([
+      EXIT.ok,
+      { target: "cli_docs", scope: "rows", requeued: 3, invalid: [] },
+    ]);
     const forced = await cli(["retry", "cli_docs", "--row", "5", "--json"]);
     expect(forced.json()).toMatchObject({ scope: "rows", requeued: 1 });
     const all = await cli(["retry", "cli_docs"]);
@@ -147,7 +150,12 @@ describe("retry", () => {
     await cli(["backfill", "cli_docs", "--local", "--json"]);
     await db.exec("UPDATE cli_docs SET embedding = NULL WHERE id <= 4");
     const repaired = await cli(["retry", "cli_docs", "--completed", "--json"]);
-    expect(repaired.json()).toEqual({ target: "cli_docs", scope: "completed-but-null", requeued: 4 });
+    expect(repaired.json()).toEqual({
+      target: "cli_docs",
+      scope: "completed-but-null",
+      requeued: 4,
+      invalid: [],
+    });
     const clash = await cli(["retry", "cli_docs", "--completed", "--row", "1"]);
     expect(clash.code).toBe(EXIT.usage);
   });

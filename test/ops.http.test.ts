@@ -442,13 +442,13 @@ describe("POST /retry", () => {
     );
 
     const one = await app.request("/retry", post({ target: "r_docs", ids: [1], deadLetter: true }));
-    expect(await one.json()).toEqual({ target: "r_docs", scope: "rows", requeued: 1 });
+    expect(await one.json()).toEqual({ target: "r_docs", scope: "rows", requeued: 1, invalid: [] });
     const notDead = await app.request("/retry", post({ target: "r_docs", ids: ["4"], deadLetter: true }));
     expect(((await notDead.json()) as { requeued: number }).requeued).toBe(0);
     const forced = await app.request("/retry", post({ target: "r_docs", ids: ["4"] }));
     expect(((await forced.json()) as { requeued: number }).requeued).toBe(1);
     const all = await app.request("/retry", post({ target: "r_docs" }));
-    expect(await all.json()).toEqual({ target: "r_docs", scope: "dead-letters", requeued: 2 });
+    expect(await all.json()).toEqual({ target: "r_docs", scope: "dead-letters", requeued: 2, invalid: [] });
     const [s] = await store.status("r_docs");
     expect(s).toMatchObject({ deadLetter: 0, failed: 0, pending: 10 });
 
@@ -456,7 +456,12 @@ describe("POST /retry", () => {
     await db.exec("UPDATE r_docs SET embedding = NULL WHERE id IN (2, 5)");
     expect((await status(app, "r_docs")).completedButNull).toBe(2);
     const repaired = await app.request("/retry", post({ target: "r_docs", completed: true }));
-    expect(await repaired.json()).toEqual({ target: "r_docs", scope: "completed-but-null", requeued: 2 });
+    expect(await repaired.json()).toEqual({
+      target: "r_docs",
+      scope: "completed-but-null",
+      requeued: 2,
+      invalid: [],
+    });
     await app.request("/batch", post({ target: "r_docs", batchSize: 10 }));
     expect(await scalar(db, "SELECT count(*)::int FROM r_docs WHERE embedding IS NULL")).toBe(0);
   });

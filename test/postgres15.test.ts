@@ -8,7 +8,9 @@ import { loadMigrations, MIGRATIONS_DIR } from "../src/lib/db/migrate.js";
 import { createPostgresApi, type PostgresApi } from "../src/lib/db/postgres.js";
 import { EmbeddingStore } from "../src/lib/db/store.js";
 import { countingProvider, createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
+import { withAdmin } from "./support/pg-admin.js";
 import { type Cluster, startCluster } from "./support/pg-cluster.js";
+import { SUPABASE_DEFAULTS_SQL, SUPABASE_ROLES_SQL } from "./support/supabase-roles.js";
 
 /**
  * The SQL contract on the oldest supported server: Debian's PostgreSQL 15, migrated the way a user
@@ -26,6 +28,11 @@ beforeAll(async () => {
   if (!available) return;
   cluster = await startCluster({ binDir: BIN, prefix: "embeddings-pg15-" });
   const url = new URL(cluster.adminUrl);
+  // A Supabase project's roles and default privileges exist before any migration of ours runs.
+  await withAdmin(cluster.adminUrl, async (c) => {
+    await c.query(SUPABASE_ROLES_SQL);
+    await c.query(SUPABASE_DEFAULTS_SQL);
+  });
   for (const m of await loadMigrations()) {
     await exec(
       "psql",
@@ -64,5 +71,62 @@ describe.skipIf(!available)("PostgreSQL 15 (Debian), migrated with plain psql", 
     expect(
       await scalar(api!, "SELECT count(*)::int FROM pg15_docs WHERE array_length(embedding, 1) = 8"),
     ).toBe(50);
+  });
+
+  it("keeps the user's table writable and the service role inside its rights", async () => {
+    const store = new EmbeddingStore(api!);
+    const asService = createPostgresApi({
+      connectionString: cluster!.adminUrl,
+      options: "-c role=service_role",
+    });
+    try {
+      await api!.exec(`
+        CREATE SCHEMA private;
+        CREATE TABLE private.secrets (id bigint PRIMARY KEY, body text NOT NULL, embedding real[]);
+        REVOKE ALL ON SCHEMA private FROM PUBLIC, service_role;`);
+      const refused = await new EmbeddingStore(asService)
+        .registerTarget({
+          name: "pg15_secret",
+          table: "private.secrets",
+          idColumn: "id",
+          contentColumns: ["body"],
+          embeddingColumn: "embedding",
+          provider: "local",
+          model: "local-ngram-v1",
+          dimensions: 8,
+        })
+        .catch((e: unknown) => e);
+      expect(refused).toMatchObject({ code: "42501" });
+      const impure = await store
+        .registerTarget({
+          name: "pg15_impure",
+          table: "public.pg15_docs",
+          idColumn: "id",
+          contentExpression: "title || pg_read_file('/etc/hostname')",
+          embeddingColumn: "embedding",
+          provider: "local",
+          model: "local-ngram-v1",
+          dimensions: 8,
+        })
+        .catch((e: unknown) => e);
+      expect(impure).toMatchObject({ code: "42501", message: expect.stringMatching(/pg_read_file/) });
+      expect(
+        (await asService.query("DELETE FROM embedding_items").catch((e: unknown) => e)) as object,
+      ).toMatchObject({
+        code: "42501",
+      });
+
+      await api!.exec("ALTER TABLE pg15_docs RENAME TO pg15_docs_renamed");
+      await store.removeTarget("pg15_docs");
+      await api!.exec("INSERT INTO pg15_docs_renamed (title, body, author) VALUES ('t', 'b', 'a')");
+      expect(
+        await scalar(
+          api!,
+          "SELECT count(*)::int FROM pg_trigger WHERE tgrelid = 'pg15_docs_renamed'::regclass AND NOT tgisinternal",
+        ),
+      ).toBe(0);
+    } finally {
+      await asService.close();
+    }
   });
 });

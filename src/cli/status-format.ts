@@ -31,6 +31,7 @@ export function formatSnapshot(s: StatusSnapshot): string {
     lines.push(
       `${t.target}  ${t.table}  ${t.provider}/${t.model} (${t.dimensions} dims)  [${t.health.level}]`,
     );
+    if (t.error) lines.push(`  ERROR     cannot be read: ${t.error}`);
     lines.push(`  coverage  ${bar(t.coverage)} ${t.coverage}%  (${t.embedded} of ${t.total} rows embedded)`);
     lines.push(
       `  rows      pending ${t.pending}  processing ${t.processing}  waiting to retry ${t.failed}  dead_letter ${t.deadLetter}  untracked ${t.untracked}`,

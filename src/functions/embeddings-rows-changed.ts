@@ -22,12 +22,19 @@ export function embeddingsRowsChanged(inngest: InngestClient, deps: FunctionDeps
     },
     async ({ event, step, runId, attempt }) => {
       const { target, ids } = event.data;
+      // Ids that are not valid keys of the table are reported in the run's output, never stored.
       const marked =
         ids && ids.length > 0
           ? await step.run("mark-pending", () =>
               mapped(attempt, async () => (await deps.context()).store.markPending(target, ids.map(String))),
             )
-          : { marked: 0 };
+          : { marked: 0, invalid: [] as string[] };
+      if (marked.invalid.length > 0 && deps.logger) {
+        deps.logger.warn(
+          { target, invalid: marked.invalid.slice(0, 20), count: marked.invalid.length },
+          "invalid ids skipped",
+        );
+      }
       const r = await runDueBatches(step, deps, {
         target,
         prefix: "process-batch",
@@ -36,7 +43,7 @@ export function embeddingsRowsChanged(inngest: InngestClient, deps: FunctionDeps
         maxBatches: limits.sweepBatches,
         attempt,
       });
-      return { target, marked: marked.marked, ...r };
+      return { target, marked: marked.marked, invalid: marked.invalid, ...r };
     },
   );
 }

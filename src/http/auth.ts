@@ -11,6 +11,13 @@ export const OPS_PATHS = ["/status", "/dead-letters", "/metrics", "/batch", "/re
 
 const digest = (s: string) => createHash("sha256").update(s, "utf8").digest();
 
+/** Whether an Authorization header carries the admin token (constant time; false when none is set). */
+export function isAdmin(token: string | undefined, header: string | undefined): boolean {
+  if (!token) return false;
+  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? "");
+  return timingSafeEqual(digest(match?.[1] ?? ""), digest(token)) && match !== null;
+}
+
 export function adminAuth(token: string | undefined): MiddlewareHandler {
   const expected = token ? digest(token) : null;
   return async (c, next) => {

@@ -34,6 +34,16 @@ export interface RegisterTargetInput {
   contentExpression?: string;
   dimensions?: number;
   maxAttempts?: number;
+  /** Re-register with another definition, clearing the old state so every row is embedded again. */
+  replace?: boolean;
+}
+
+export interface RegisteredTarget extends Target {
+  /** The definition changed (table, id, content, embedding column, provider/model, dimensions). */
+  replaced: boolean;
+  /** Rows of state cleared by a replace: all of them are embedded again by the next run or backfill. */
+  reset: number;
+  changed: string[];
 }
 
 export interface ClaimedItem {
@@ -69,6 +79,8 @@ export interface WriteResult {
   gone: number;
   /** The lease was lost (expired and taken by another worker): nothing written. */
   notLeased: number;
+  /** Rows another transaction holds right now: not written; still leased to this worker. */
+  busy: string[];
 }
 
 export type JobStatus = "pending" | "running" | "completed" | "failed" | "cancelled";
@@ -128,6 +140,8 @@ export interface TargetStatus {
   deadLetter: number;
   nextRetryAt: string | null;
   jobs: Job[];
+  /** Set when the target cannot be read (its table was dropped, a privilege was revoked). */
+  error?: string;
 }
 
 export interface DeadLetter {

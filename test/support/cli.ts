@@ -142,7 +142,8 @@ export async function runCliInProcess(
     providerFor: options.providerFor ?? providerForTarget,
     onInterrupt: () => () => undefined,
   };
-  let code = -1;
+  // A verb that returns without exiting ends the process with 0, as the binary does.
+  let code = 0;
   try {
     await buildProgram(io).parseAsync(args, { from: "user" });
   } catch (e) {

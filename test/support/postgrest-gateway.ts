@@ -1,19 +1,24 @@
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { ApiArg, SqlAdmin, SqlApi } from "../../src/lib/db/types.js";
+import { buildCall, type PostgresApi, toSqlApiError } from "../../src/lib/db/postgres.js";
+import type { ApiArg, SqlAdmin } from "../../src/lib/db/types.js";
 
 /**
  * Just enough PostgREST for supabase-js `rpc()` against a real database: POST /rest/v1/rpc/:fn
- * runs the real SQL function through the given (postgres) transport and answers the way PostgREST
- * does: 200 with the jsonb result, or `{code, message, details, hint}` with the SQLSTATE as code and
- * PostgREST's status for it. The API gateway's key check is included (apikey + Bearer header).
- * Only the `public` schema exists, as in our deployments.
+ * runs the real SQL function the way PostgREST does, as the role the key maps to: in a transaction,
+ * after `SET LOCAL ROLE service_role` (the service-role key's role), so every call has exactly the
+ * rights a Supabase project gives that key. It answers as PostgREST does: 200 with the jsonb result,
+ * or `{code, message, details, hint}` with the SQLSTATE as code and PostgREST's status for it. The
+ * API gateway's key check is included (apikey + Bearer header). Only the `public` schema exists, as
+ * in our deployments.
  */
 
 export interface PostgrestGatewayOptions {
-  /** Where the functions run; SqlAdmin is used to mimic PostgREST's schema-cache lookup. */
-  db: SqlApi & SqlAdmin;
+  /** The database; its pool runs the calls, its admin queries mimic PostgREST's schema-cache lookup. */
+  db: PostgresApi;
+  /** The role the service-role key maps to. */
+  role?: string;
   serviceRoleKey: string;
 }
 
@@ -33,6 +38,7 @@ interface PgrstError {
 
 export async function startPostgrestGateway(options: PostgrestGatewayOptions): Promise<PostgrestGateway> {
   const { db } = options;
+  const role = options.role ?? "service_role";
   const expectedKey = Buffer.from(options.serviceRoleKey);
   const keyMatches = (value: string | undefined) => {
     const given = Buffer.from(value ?? "");
@@ -58,7 +64,7 @@ export async function startPostgrestGateway(options: PostgrestGatewayOptions): P
       known.add(signature);
     }
     try {
-      return [200, await db.call(fn, args as Record<string, ApiArg>)];
+      return [200, await callAs(db, role, fn, args as Record<string, ApiArg>)];
     } catch (err) {
       // The transport wraps database errors; PostgREST reports Postgres's own fields.
       const pgErr = ((err as { cause?: unknown }).cause ?? err) as {
@@ -128,6 +134,31 @@ export async function startPostgrestGateway(options: PostgrestGatewayOptions): P
         server.close((err) => (err ? reject(err) : resolve()));
       }),
   };
+}
+
+/** One call in its own transaction, as `role`, as PostgREST runs every request. */
+async function callAs(
+  db: PostgresApi,
+  role: string,
+  fn: string,
+  args: Record<string, ApiArg>,
+): Promise<unknown> {
+  const { sql, values } = buildCall(fn, args);
+  const client = await db.pool.connect();
+  try {
+    await client.query("BEGIN");
+    await client.query("SELECT set_config('role', $1, true)", [role]);
+    const res = await client.query<{ result: unknown }>(sql, values);
+    await client.query("COMMIT");
+    client.release();
+    return res.rows[0]?.result ?? null;
+  } catch (err) {
+    await client.query("ROLLBACK").then(
+      () => client.release(),
+      () => client.release(true),
+    );
+    throw toSqlApiError(err, fn);
+  }
 }
 
 /**

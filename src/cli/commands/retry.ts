@@ -45,9 +45,13 @@ by default) embeds them, or now: embeddings backfill <target> --local. Requeued 
             rows: "of the given rows",
             "completed-but-null": "completed-but-NULL rows",
           }[r.scope];
+          const invalid =
+            r.invalid.length > 0
+              ? `\nskipped ${r.invalid.length} id${r.invalid.length === 1 ? "" : "s"} that cannot be keys of this table: ${r.invalid.slice(0, 10).join(", ")}`
+              : "";
           return r.requeued === 0
-            ? `nothing to retry: no ${what} of ${target} in a retryable state`
-            : `re-queued ${r.requeued} ${what} of ${target}; the next sweep embeds them, or now: embeddings backfill ${target} --local`;
+            ? `nothing to retry: no ${what} of ${target} in a retryable state${invalid}`
+            : `re-queued ${r.requeued} ${what} of ${target}; the next sweep embeds them, or now: embeddings backfill ${target} --local${invalid}`;
         });
       } catch (err) {
         cli.fail(err);

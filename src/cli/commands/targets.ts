@@ -57,13 +57,19 @@ export function registerTargets(program: Command, cli: Cli): void {
             contentExpression: o.contentSql,
             dimensions: o.dimensions,
             maxAttempts: o.maxAttempts,
+            replace: Boolean(o.replace),
           }),
         );
-        cli.print(
-          o.json,
-          target,
-          () =>
-            `registered ${target.name}: ${target.table} -> ${target.embeddingColumn} (${target.embeddingKind}, ${target.dimensions} dims) with ${target.provider}/${target.model}\nnext: embeddings run ${target.name}`,
+        cli.print(o.json, target, () =>
+          [
+            `registered ${target.name}: ${target.table} -> ${target.embeddingColumn} (${target.embeddingKind}, ${target.dimensions} dims) with ${target.provider}/${target.model}`,
+            ...(target.replaced
+              ? [
+                  `replaced the old definition (${target.changed.join(", ")} changed): cleared the state of ${target.reset} rows; every row is embedded again`,
+                ]
+              : []),
+            `next: embeddings run ${target.name}`,
+          ].join("\n"),
         );
       } catch (err) {
         cli.fail(err);

@@ -16,6 +16,8 @@ export function registerBatchRoute(app: Hono, r: RouteContext): void {
     const body = await jsonBody(c, batchBody);
     const { store } = await r.deps.context();
     const target = await store.getTarget(body.target);
+    // An unknown job is refused before anything is claimed or embedded.
+    if (body.jobId) await store.getJob(body.jobId);
     const workerId = `http:${randomUUID()}`;
     const log = forWork(r.logger, {
       jobId: body.jobId,

@@ -74,6 +74,40 @@ export function assertProviderMatches(target: Target, provider: EmbeddingProvide
   }
 }
 
+/** Pauses before writing again rows another transaction held: usually a claim, done in milliseconds. */
+const BUSY_RETRY_MS = [50, 150, 400, 1000];
+
+/**
+ * Writes a batch, and writes again, after a short pause, the rows another transaction held at that
+ * moment (another worker's claim can hold a row for a moment). Rows still held after the pauses
+ * belong to a longer transaction, a user editing them, whose commit queues them again: they stay
+ * leased to this worker until then (or until the lease expires).
+ */
+async function writeAll(
+  store: EmbeddingStore,
+  target: string,
+  workerId: string,
+  writes: WriteItem[],
+  signal?: AbortSignal,
+): Promise<{ written: number; stale: number }> {
+  let w = await store.write(target, workerId, writes);
+  let written = w.written;
+  let stale = w.stale;
+  for (const pause of BUSY_RETRY_MS) {
+    if (w.busy.length === 0 || signal?.aborted) break;
+    await new Promise((resolve) => setTimeout(resolve, pause));
+    const busy = new Set(w.busy);
+    w = await store.write(
+      target,
+      workerId,
+      writes.filter((item) => busy.has(item.id)),
+    );
+    written += w.written;
+    stale += w.stale;
+  }
+  return { written, stale };
+}
+
 export async function processBatch(deps: PipelineDeps, options: BatchOptions): Promise<BatchResult> {
   const { store, provider } = deps;
   const { target, workerId } = options;
@@ -132,7 +166,7 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
         });
       });
       if (writes.length > 0) {
-        const w = await store.write(target.name, workerId, writes);
+        const w = await writeAll(store, target.name, workerId, writes, options.signal);
         processed = w.written;
         requeued = w.stale;
       }

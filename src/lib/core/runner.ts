@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import pRetry from "p-retry";
 import type { EmbeddingStore } from "../db/store.js";
 import { errorMessage, isRetryable } from "../errors.js";
-import type { Job, Target } from "../types.js";
+import type { EnqueueResult, Job, Target } from "../types.js";
 import { type BatchResult, type PipelineDeps, processBatch } from "./batch.js";
 
 /**
@@ -23,11 +23,10 @@ export async function seedTarget(
   const totals = { scanned: 0, queued: 0, alreadyEmbedded: 0, pages: 0 };
   for (;;) {
     options.signal?.throwIfAborted();
-    const page = await store.enqueue(
-      target,
-      after,
-      options.pageSize ?? DEFAULT_SEED_PAGE,
-      options.reembed ?? false,
+    const cursor: string | null = after;
+    const page: EnqueueResult = await withRetries(
+      () => store.enqueue(target, cursor, options.pageSize ?? DEFAULT_SEED_PAGE, options.reembed ?? false),
+      { signal: options.signal },
     );
     totals.scanned += page.scanned;
     totals.queued += page.queued;
@@ -74,18 +73,39 @@ export function workerId(jobId: string, n: number): string {
   return `${jobId}:${hostname()}:${process.pid}:${n}`;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      { once: true },
-    );
+/** Resolves after `ms`, or at once when `signal` aborts; leaves no listener on the signal behind. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
   });
+}
+
+/** Retries a call that failed for a transient reason (deadlock, lock timeout, lost connection). */
+function withRetries<T>(
+  fn: () => Promise<T>,
+  options: { retries?: number; signal?: AbortSignal },
+): Promise<T> {
+  return pRetry(fn, {
+    retries: options.retries ?? 6,
+    minTimeout: 500,
+    maxTimeout: 30_000,
+    signal: options.signal,
+    // A malformed response is retried once, then it is a configuration problem.
+    shouldRetry: ({ error, attemptNumber }) => isRetryable(error, { attempt: attemptNumber - 1 }),
+    onFailedAttempt: async ({ error }) => {
+      // Honour the server's own delay (429 retry-after) on top of the exponential backoff.
+      const after = (error as { retryAfterMs?: number }).retryAfterMs;
+      if (after && after > 0) await sleep(Math.min(after, 60_000), options.signal);
+    },
+  });
+}
 
 export async function runTarget(deps: PipelineDeps, options: RunOptions): Promise<RunSummary> {
   const { store } = deps;
@@ -96,7 +116,28 @@ export async function runTarget(deps: PipelineDeps, options: RunOptions): Promis
     parallelism: options.parallelism,
     reembed: options.reembed ?? false,
   });
-  const seeded = await seedTarget(store, target.name, { reembed: options.reembed, signal: options.signal });
+  let seeded: Awaited<ReturnType<typeof seedTarget>>;
+  try {
+    seeded = await seedTarget(store, target.name, { reembed: options.reembed, signal: options.signal });
+  } catch (err) {
+    // A job is never left pending without a word: it ends failed (or cancelled on Ctrl-C) with why.
+    const cancelled = options.signal?.aborted === true;
+    job = await store.finishJob(
+      job.id,
+      cancelled ? "cancelled" : "failed",
+      cancelled ? "cancelled by the operator (Ctrl-C) while seeding" : `seeding failed: ${errorMessage(err)}`,
+    );
+    if (cancelled) {
+      return {
+        job,
+        seeded: { scanned: 0, queued: 0, alreadyEmbedded: 0 },
+        elapsedMs: Date.now() - started,
+        cancelled: true,
+        waiting: false,
+      };
+    }
+    throw Object.assign(err as object, { job });
+  }
   job = await store.startJob(job.id);
   options.onSeeded?.(seeded, job);
 
@@ -108,7 +149,7 @@ export async function runTarget(deps: PipelineDeps, options: RunOptions): Promis
       if (options.signal?.aborted || failure) return;
       let batch: BatchResult;
       try {
-        batch = await pRetry(
+        batch = await withRetries(
           () =>
             processBatch(deps, {
               target,
@@ -118,19 +159,7 @@ export async function runTarget(deps: PipelineDeps, options: RunOptions): Promis
               leaseSeconds: options.leaseSeconds,
               signal: options.signal,
             }),
-          {
-            retries: options.retries ?? 6,
-            minTimeout: 500,
-            maxTimeout: 30_000,
-            signal: options.signal,
-            // A malformed response is retried once, then it is a configuration problem.
-            shouldRetry: ({ error, attemptNumber }) => isRetryable(error, { attempt: attemptNumber - 1 }),
-            onFailedAttempt: async ({ error }) => {
-              // Honour the server's own delay (429 retry-after) on top of the exponential backoff.
-              const after = (error as { retryAfterMs?: number }).retryAfterMs;
-              if (after && after > 0) await sleep(Math.min(after, 60_000), options.signal);
-            },
-          },
+          { retries: options.retries, signal: options.signal },
         );
       } catch (err) {
         if (options.signal?.aborted) return;

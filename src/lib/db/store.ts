@@ -6,6 +6,7 @@ import type {
   JobKind,
   PendingSummary,
   QueueCounts,
+  RegisteredTarget,
   RegisterTargetInput,
   Target,
   TargetActivity,
@@ -19,6 +20,17 @@ import type { SqlApi } from "./types.js";
 import { formatVector } from "./vector.js";
 
 /**
+ * Ids with a NUL byte can never be a row's key (PostgreSQL text cannot hold one, and sending one
+ * fails the whole call): they are invalid before anything is sent.
+ */
+function splitNul(ids: readonly string[]): { valid: string[]; nul: string[] } {
+  const valid: string[] = [];
+  const nul: string[] = [];
+  for (const id of ids) (id.includes("\u0000") ? nul : valid).push(id);
+  return { valid, nul };
+}
+
+/**
  * Typed calls of the SQL API (supabase/migrations): one method per SQL function, called by name. No
  * SQL here, so the same code runs over direct Postgres, supabase-js and PGlite.
  */
@@ -26,8 +38,13 @@ import { formatVector } from "./vector.js";
 export class EmbeddingStore {
   constructor(readonly api: SqlApi) {}
 
-  registerTarget(input: RegisterTargetInput): Promise<Target> {
-    return this.api.call<Target>("embedding_register_target", {
+  /**
+   * Registers a target, or re-registers it with the same definition. Another table, id, content,
+   * embedding column, provider, model or dimension is refused unless `replace`, which clears the
+   * old state (`reset` rows) so every row is embedded again.
+   */
+  registerTarget(input: RegisterTargetInput): Promise<RegisteredTarget> {
+    return this.api.call<RegisteredTarget>("embedding_register_target", {
       p_name: input.name,
       p_table: input.table,
       p_id_column: input.idColumn,
@@ -38,6 +55,7 @@ export class EmbeddingStore {
       p_content_expression: input.contentExpression ?? null,
       p_dimensions: input.dimensions ?? null,
       p_max_attempts: input.maxAttempts ?? 3,
+      p_replace: input.replace ?? false,
     });
   }
 
@@ -110,17 +128,19 @@ export class EmbeddingStore {
     return this.api.call("embedding_release_prefix", { p_target: target, p_worker_prefix: workerPrefix });
   }
 
-  retry(
+  async retry(
     target: string,
     options: { ids?: string[]; deadLetterOnly?: boolean; transientOnly?: boolean; limit?: number } = {},
-  ): Promise<{ requeued: number }> {
-    return this.api.call("embedding_retry", {
+  ): Promise<{ requeued: number; invalid: string[] }> {
+    const ids = options.ids ? splitNul(options.ids) : undefined;
+    const r = await this.api.call<{ requeued: number; invalid?: string[] }>("embedding_retry", {
       p_target: target,
-      p_ids: options.ids ?? null,
+      p_ids: ids ? ids.valid : null,
       p_dead_letter_only: options.deadLetterOnly ?? true,
       p_transient_only: options.transientOnly ?? false,
       p_limit: options.limit ?? 1000,
     });
+    return { requeued: r.requeued, invalid: [...(ids?.nul ?? []), ...(r.invalid ?? [])] };
   }
 
   pendingSummary(target: string): Promise<PendingSummary> {
@@ -147,8 +167,14 @@ export class EmbeddingStore {
     });
   }
 
-  markPending(target: string, ids: readonly string[]): Promise<{ marked: number }> {
-    return this.api.call("embedding_mark_pending", { p_target: target, p_ids: ids });
+  /** Marks rows due; ids that are not valid values of the key's type come back in `invalid`. */
+  async markPending(target: string, ids: readonly string[]): Promise<{ marked: number; invalid: string[] }> {
+    const { valid, nul } = splitNul(ids);
+    const r = await this.api.call<{ marked: number; invalid: string[] }>("embedding_mark_pending", {
+      p_target: target,
+      p_ids: valid,
+    });
+    return { marked: r.marked, invalid: [...nul, ...(r.invalid ?? [])] };
   }
 
   startJob(jobId: string): Promise<Job> {

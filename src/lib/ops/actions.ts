@@ -27,12 +27,12 @@ export interface RetryRequest {
 export async function retryRows(
   store: EmbeddingStore,
   request: RetryRequest,
-): Promise<{ target: string; scope: RetryScope; requeued: number }> {
+): Promise<{ target: string; scope: RetryScope; requeued: number; invalid: string[] }> {
   if (request.completed) {
     if (request.ids?.length)
       throw new InputError("--completed re-queues every completed-but-NULL row: give it without row ids");
     const r = await store.retryCompletedButNull(request.target, request.limit);
-    return { target: request.target, scope: "completed-but-null", requeued: r.requeued };
+    return { target: request.target, scope: "completed-but-null", requeued: r.requeued, invalid: [] };
   }
   const ids = request.ids?.length ? request.ids : undefined;
   const r = await store.retry(request.target, {
@@ -40,7 +40,12 @@ export async function retryRows(
     deadLetterOnly: ids ? (request.deadLetter ?? false) : true,
     limit: request.limit,
   });
-  return { target: request.target, scope: ids ? "rows" : "dead-letters", requeued: r.requeued };
+  return {
+    target: request.target,
+    scope: ids ? "rows" : "dead-letters",
+    requeued: r.requeued,
+    invalid: r.invalid,
+  };
 }
 
 export interface CancelResult {

@@ -17,7 +17,7 @@ export type HealthLevel = "healthy" | "warning" | "critical";
 
 export interface HealthReason {
   /** Stable for scripts and alert routing. */
-  code: "dead_letters" | "stalled" | "retry_queue" | "completed_but_null";
+  code: "dead_letters" | "stalled" | "retry_queue" | "completed_but_null" | "broken";
   level: Exclude<HealthLevel, "healthy">;
   message: string;
   target?: string;
@@ -70,6 +70,8 @@ export interface HealthInput {
   /** From embedding_activity: seconds due work has waited with no row embedded. */
   idleSeconds: number;
   completedButNull: number;
+  /** The target cannot be read (its table is gone, a privilege was revoked): critical, with why. */
+  error?: string;
 }
 
 const RANK: Record<HealthLevel, number> = { healthy: 0, warning: 1, critical: 2 };
@@ -103,6 +105,14 @@ export function assessHealth(input: HealthInput, thresholds: HealthThresholds = 
     if (level !== "healthy")
       reasons.push({ code, level, message: `${prefix}${message}`, target: input.target });
   };
+
+  if (input.error) {
+    add(
+      "broken",
+      "critical",
+      `cannot be read: ${input.error}; restore the table or privilege, or remove the target (embeddings targets remove ${name})`,
+    );
+  }
 
   const dl = thresholds.deadLetters;
   add(

@@ -159,6 +159,7 @@ export function targetView(
         retryQueue: s.failed,
         idleSeconds: activity.idleSeconds,
         completedButNull: s.completedButNull,
+        error: s.error,
       },
       resolveThresholds(thresholds),
     ),
