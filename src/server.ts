@@ -1,7 +1,8 @@
 import { serve } from "@hono/node-server";
+import { classifyExit } from "./cli/exit.js";
 import { createInngestClient } from "./functions/client.js";
 import { buildApp } from "./http/app.js";
-import { loadConfig } from "./lib/config.js";
+import { loadConfig, serveProblem } from "./lib/config.js";
 import { type AppContext, openContext } from "./lib/context.js";
 import { createLogger } from "./lib/logger.js";
 import { createAlerter, startAlertMonitor } from "./lib/ops/alerts.js";
@@ -10,7 +11,8 @@ import { providerForTarget } from "./lib/providers/index.js";
 
 /**
  * `npm start`: the Hono app on PORT (default 3000). The database opens once and is shared by every
- * request; configuration problems stop the process at once with every problem listed (exit 3).
+ * request; configuration problems stop the process at once with every problem listed (exit 3), and
+ * a database it cannot open stops it with the reason (exit 3, or 4 when a retry may succeed).
  */
 const config = (() => {
   try {
@@ -20,6 +22,11 @@ const config = (() => {
     process.exit(3);
   }
 })();
+const problem = serveProblem(config);
+if (problem) {
+  process.stderr.write(`cannot serve Inngest: ${problem}\n`);
+  process.exit(3);
+}
 const logger = createLogger(config, { base: { component: "server" } });
 
 let context: Promise<AppContext> | null = null;
@@ -32,7 +39,12 @@ const { app } = buildApp(
   { config, context: getContext, providerFor: (t) => providerForTarget(t, config), logger },
   { inngest: createInngestClient(config, { logger }) },
 );
-const ctx = await getContext();
+const ctx = await getContext().catch((err: unknown) => {
+  // One line with the reason and the fix (exit 3 for configuration, 4 when it may pass on a retry).
+  const { code, message } = classifyExit(err);
+  process.stderr.write(`cannot open the database: ${message}\n`);
+  process.exit(code);
+});
 logger.info({ database: ctx.describe }, "database ready");
 
 const monitor = config.EMBEDDINGS_ALERT_WEBHOOK_URL

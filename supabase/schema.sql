@@ -19,17 +19,39 @@ CREATE TABLE public.embedding_items (
   truncated boolean NOT NULL DEFAULT false,
   enqueued_at timestamp with time zone NOT NULL DEFAULT now(),
   updated_at timestamp with time zone NOT NULL DEFAULT now(),
-  embedded_at timestamp with time zone
+  embedded_at timestamp with time zone,
+  job_id uuid
 );
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_error_kind_check CHECK (error_kind = ANY (ARRAY['transient'::text, 'permanent'::text]));
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_pkey PRIMARY KEY (target_id, row_id);
-ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_status_check CHECK (status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text, 'dead_letter'::text]));
+ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_status_check CHECK (status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text, 'dead_letter'::text, 'parked'::text]));
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_target_id_fkey FOREIGN KEY (target_id) REFERENCES embedding_targets(id) ON DELETE CASCADE;
 CREATE INDEX embedding_items_due_idx ON public.embedding_items USING btree (target_id, priority DESC, next_retry_at) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text]));
 CREATE INDEX embedding_items_embedded_idx ON public.embedding_items USING btree (target_id, embedded_at) INCLUDE (tokens) WHERE (tokens IS NOT NULL);
+CREATE INDEX embedding_items_job_idx ON public.embedding_items USING btree (job_id) WHERE ((job_id IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'failed'::text])));
 CREATE INDEX embedding_items_leased_idx ON public.embedding_items USING btree (target_id, locked_until) WHERE (status = 'processing'::text);
 CREATE INDEX embedding_items_status_idx ON public.embedding_items USING btree (target_id, status);
 ALTER TABLE public.embedding_items ENABLE ROW LEVEL SECURITY;
+-- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
+
+CREATE TABLE public.embedding_job_cancellations (
+  job_id uuid NOT NULL,
+  reason text,
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE public.embedding_job_cancellations ADD CONSTRAINT embedding_job_cancellations_pkey PRIMARY KEY (job_id);
+ALTER TABLE public.embedding_job_cancellations ENABLE ROW LEVEL SECURITY;
+-- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
+
+CREATE TABLE public.embedding_job_runs (
+  job_id uuid NOT NULL,
+  role text NOT NULL,
+  run_id text NOT NULL,
+  started_at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE public.embedding_job_runs ADD CONSTRAINT embedding_job_runs_job_id_fkey FOREIGN KEY (job_id) REFERENCES embedding_jobs(id) ON DELETE CASCADE;
+ALTER TABLE public.embedding_job_runs ADD CONSTRAINT embedding_job_runs_pkey PRIMARY KEY (job_id, role, run_id);
+ALTER TABLE public.embedding_job_runs ENABLE ROW LEVEL SECURITY;
 -- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
 
 CREATE TABLE public.embedding_jobs (
@@ -49,7 +71,12 @@ CREATE TABLE public.embedding_jobs (
   started_at timestamp with time zone,
   finished_at timestamp with time zone,
   heartbeat_at timestamp with time zone,
-  last_error text
+  last_error text,
+  epoch integer NOT NULL DEFAULT 0,
+  event_id text,
+  seeded boolean NOT NULL DEFAULT false,
+  restarts integer NOT NULL DEFAULT 0,
+  lanes integer
 );
 ALTER TABLE public.embedding_jobs ADD CONSTRAINT embedding_jobs_idempotency_key_key UNIQUE (idempotency_key);
 ALTER TABLE public.embedding_jobs ADD CONSTRAINT embedding_jobs_kind_check CHECK (kind = ANY (ARRAY['backfill'::text, 'run'::text, 'sweep'::text, 'recovery'::text]));
@@ -278,8 +305,8 @@ BEGIN
     'dimensions', t.dimensions, 'provider', t.provider, 'model', t.model);
 END $function$;
 
--- embedding_claim(text,text,integer,integer); grants: postgres=X/postgres service_role=X/postgres
-CREATE OR REPLACE FUNCTION public.embedding_claim(p_target text, p_worker text, p_limit integer DEFAULT 20, p_lease_seconds integer DEFAULT 300)
+-- embedding_claim(text,text,integer,integer,text[],uuid); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_claim(p_target text, p_worker text, p_limit integer DEFAULT 20, p_lease_seconds integer DEFAULT 300, p_ids text[] DEFAULT NULL::text[], p_job uuid DEFAULT NULL::uuid)
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -299,12 +326,25 @@ DECLARE
   v_unchanged text[];
   v_blank text[];
   v_failed jsonb;
+  v_job_status text;
 BEGIN
   IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
     RAISE EXCEPTION 'claim size % is out of range', p_limit USING ERRCODE = '22023', HINT = 'use a batch size of 1..10000';
   END IF;
   IF p_worker IS NULL OR length(p_worker) = 0 THEN
     RAISE EXCEPTION 'worker id is required' USING ERRCODE = '22023';
+  END IF;
+  IF p_job IS NOT NULL THEN
+    UPDATE public.embedding_jobs SET heartbeat_at = now() WHERE id = p_job AND status = 'running'
+    RETURNING status INTO v_job_status;
+    IF v_job_status IS NULL THEN
+      SELECT status INTO v_job_status FROM public.embedding_jobs WHERE id = p_job;
+      IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown job %', p_job USING ERRCODE = 'P0002';
+      END IF;
+      RETURN jsonb_build_object('items', '[]'::jsonb, 'expired', 0, 'deleted', 0, 'skipped', 0, 'empty', 0,
+        'jobStatus', v_job_status);
+    END IF;
   END IF;
   v_rel := public.embedding_require_relation(t);
   PERFORM public.embedding_assert_access(t, v_rel, false);
@@ -329,8 +369,11 @@ BEGIN
 
   -- The lease UPDATE hands back what the unchanged-content check needs: no second look at the items.
   WITH due AS (
-    SELECT row_id FROM public.embedding_items
+    SELECT row_id FROM public.embedding_items i
      WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()
+       AND (p_ids IS NULL OR row_id = ANY (p_ids))
+       AND (i.job_id IS NULL OR NOT EXISTS (
+             SELECT 1 FROM public.embedding_jobs j WHERE j.id = i.job_id AND j.status = 'cancelled'))
      ORDER BY priority DESC, next_retry_at
      LIMIT p_limit
        FOR UPDATE SKIP LOCKED
@@ -354,7 +397,8 @@ BEGIN
     INTO v_ids, v_old_hashes, v_old_models, v_invalid FROM upd;
 
   IF cardinality(v_ids) = 0 THEN
-    RETURN jsonb_build_object('items', '[]'::jsonb, 'expired', v_expired, 'deleted', 0, 'skipped', 0, 'empty', v_invalid);
+    RETURN jsonb_build_object('items', '[]'::jsonb, 'expired', v_expired, 'deleted', 0, 'skipped', 0, 'empty', v_invalid,
+      'jobStatus', v_job_status);
   END IF;
 
   v_read := public.embedding_read_claimed(t, v_rel, v_ids, v_old_hashes, v_old_models);
@@ -363,7 +407,6 @@ BEGIN
   SELECT coalesce(array_agg(x), '{}') INTO v_blank FROM jsonb_array_elements_text(v_read -> 'blank') AS x;
   v_failed := v_read -> 'failed';
 
-  -- Rows gone from the source: end their state.
   IF cardinality(v_gone) > 0 THEN
     DELETE FROM public.embedding_items i WHERE i.target_id = t.id AND i.row_id = ANY (v_gone)
        AND i.status = 'processing' AND i.worker_id = p_worker;
@@ -396,7 +439,8 @@ BEGIN
   END IF;
 
   RETURN jsonb_build_object('items', v_read -> 'items', 'expired', v_expired, 'deleted', cardinality(v_gone),
-    'skipped', cardinality(v_unchanged), 'empty', cardinality(v_blank) + jsonb_array_length(v_failed) + v_invalid);
+    'skipped', cardinality(v_unchanged), 'empty', cardinality(v_blank) + jsonb_array_length(v_failed) + v_invalid,
+    'jobStatus', v_job_status);
 END $function$;
 
 -- embedding_dead_letters(text,integer); grants: postgres=X/postgres service_role=X/postgres
@@ -433,8 +477,8 @@ BEGIN
   END LOOP;
 END $function$;
 
--- embedding_enqueue(text,text,integer,boolean); grants: postgres=X/postgres service_role=X/postgres
-CREATE OR REPLACE FUNCTION public.embedding_enqueue(p_target text, p_after text DEFAULT NULL::text, p_limit integer DEFAULT 5000, p_reembed boolean DEFAULT false)
+-- embedding_enqueue(text,text,integer,boolean,uuid); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_enqueue(p_target text, p_after text DEFAULT NULL::text, p_limit integer DEFAULT 5000, p_reembed boolean DEFAULT false, p_job uuid DEFAULT NULL::uuid)
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -452,13 +496,24 @@ DECLARE
   v_queued integer := 0;
   v_already integer := 0;
   v_requeued integer := 0;
+  v_resumed integer := 0;
   v_page text;
+  v_job_status text;
 BEGIN
   IF p_limit IS NULL OR p_limit < 1 OR p_limit > 100000 THEN
     RAISE EXCEPTION 'enqueue page size % is out of range', p_limit USING ERRCODE = '22023', HINT = 'use 1..100000';
   END IF;
   IF p_after IS NOT NULL AND NOT public.embedding_valid_id(t.id_type, p_after) THEN
     RAISE EXCEPTION 'cursor "%" is not a valid % id', p_after, t.id_type USING ERRCODE = '22P02';
+  END IF;
+  IF p_job IS NOT NULL THEN
+    UPDATE public.embedding_jobs SET heartbeat_at = now() WHERE id = p_job AND status IN ('pending', 'running')
+    RETURNING status INTO v_job_status;
+    IF v_job_status IS NULL THEN
+      SELECT status INTO v_job_status FROM public.embedding_jobs WHERE id = p_job;
+      RETURN jsonb_build_object('scanned', 0, 'queued', 0, 'alreadyEmbedded', 0, 'last', p_after, 'done', true,
+        'stopped', coalesce(v_job_status, 'unknown'));
+    END IF;
   END IF;
   PERFORM public.embedding_assert_access(t, v_rel, false);
   v_page := format($q$
@@ -494,19 +549,36 @@ BEGIN
   WITH page AS (
     SELECT * FROM unnest(v_ids, v_has, v_hashes) AS p(row_id, has, hash)
   ), ins AS (
-    INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts, content_hash, model, embedded_at)
+    INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts, content_hash, model, embedded_at, job_id)
     SELECT t.id, p.row_id,
            CASE WHEN v_trust AND p.has AND p.hash IS NOT NULL THEN 'completed' ELSE 'pending' END,
            t.max_attempts,
            CASE WHEN v_trust AND p.has THEN p.hash END,
            CASE WHEN v_trust AND p.has AND p.hash IS NOT NULL THEN t.model END,
-           CASE WHEN v_trust AND p.has AND p.hash IS NOT NULL THEN now() END
+           CASE WHEN v_trust AND p.has AND p.hash IS NOT NULL THEN now() END,
+           CASE WHEN v_trust AND p.has AND p.hash IS NOT NULL THEN NULL ELSE p_job END
       FROM page p
     ON CONFLICT (target_id, row_id) DO NOTHING
     RETURNING i.status
   )
   SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'completed')
     INTO v_queued, v_already FROM ins;
+
+  -- Rows of a cancelled job (parked, or still queued if the park has not reached them): this
+  -- request resumes them.
+  WITH pick AS (
+    SELECT row_id FROM public.embedding_items i
+     WHERE target_id = t.id AND row_id = ANY (v_ids)
+       AND (status = 'parked' OR (status IN ('pending', 'failed') AND job_id IS NOT NULL AND job_id IS DISTINCT FROM p_job
+            AND EXISTS (SELECT 1 FROM public.embedding_jobs j WHERE j.id = i.job_id AND j.status = 'cancelled')))
+     ORDER BY row_id
+       FOR UPDATE SKIP LOCKED
+  ), upd AS (
+    UPDATE public.embedding_items i
+       SET status = 'pending', next_retry_at = now(), job_id = p_job, updated_at = now()
+      FROM pick WHERE i.target_id = t.id AND i.row_id = pick.row_id
+    RETURNING 1
+  ) SELECT count(*) INTO v_resumed FROM upd;
 
   IF coalesce(p_reembed, false) THEN
     -- A row another transaction holds is tried again briefly (see embedding_lock_leased); one a
@@ -521,7 +593,7 @@ BEGIN
       ), upd AS (
         UPDATE public.embedding_items i
            SET status = 'pending', attempts = 0, next_retry_at = now(), last_error = NULL, error_kind = NULL,
-               content_hash = NULL, updated_at = now()
+               content_hash = NULL, job_id = coalesce(p_job, i.job_id), updated_at = now()
           FROM pick WHERE i.target_id = t.id AND i.row_id = pick.row_id
         RETURNING 1
       ) SELECT v_requeued + count(*) INTO v_requeued FROM upd;
@@ -532,7 +604,10 @@ BEGIN
     END LOOP;
   END IF;
 
-  RETURN jsonb_build_object('scanned', cardinality(v_ids), 'queued', v_queued + v_requeued,
+  IF p_job IS NOT NULL AND cardinality(v_ids) < p_limit THEN
+    UPDATE public.embedding_jobs SET seeded = true WHERE id = p_job;
+  END IF;
+  RETURN jsonb_build_object('scanned', cardinality(v_ids), 'queued', v_queued + v_requeued + v_resumed,
     'alreadyEmbedded', v_already, 'last', v_ids[cardinality(v_ids)], 'done', cardinality(v_ids) < p_limit);
 END $function$;
 
@@ -645,8 +720,37 @@ BEGIN
     'embedding_' || t.name || '_rekey', t.id_column, p_rel, t.id_column, t.id_column, t.id, t.id_column);
 END $function$;
 
--- embedding_job_create(text,text,text,jsonb,uuid); grants: postgres=X/postgres service_role=X/postgres
-CREATE OR REPLACE FUNCTION public.embedding_job_create(p_target text, p_kind text DEFAULT 'backfill'::text, p_idempotency_key text DEFAULT NULL::text, p_options jsonb DEFAULT '{}'::jsonb, p_job_id uuid DEFAULT NULL::uuid)
+-- embedding_job_cancel(uuid,text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_job_cancel(p_job uuid, p_reason text DEFAULT NULL::text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  j public.embedding_jobs;
+  v_previous text;
+BEGIN
+  SELECT * INTO j FROM public.embedding_jobs WHERE id = p_job FOR UPDATE;
+  IF NOT FOUND THEN
+    INSERT INTO public.embedding_job_cancellations (job_id, reason) VALUES (p_job, left(p_reason, 4000))
+    ON CONFLICT (job_id) DO NOTHING;
+    RETURN jsonb_build_object('id', p_job, 'known', false, 'status', 'cancelled', 'previousStatus', NULL,
+      'cancelled', true, 'target', NULL);
+  END IF;
+  v_previous := j.status;
+  IF j.status IN ('pending', 'running', 'failed') THEN
+    UPDATE public.embedding_jobs
+       SET status = 'cancelled', finished_at = now(), heartbeat_at = now(),
+           last_error = coalesce(left(p_reason, 4000), last_error)
+     WHERE id = p_job RETURNING * INTO j;
+  END IF;
+  RETURN public.embedding_job_json(j) || jsonb_build_object('known', true, 'previousStatus', v_previous,
+    'cancelled', j.status = 'cancelled');
+END $function$;
+
+-- embedding_job_create(text,text,text,jsonb,uuid,text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_job_create(p_target text, p_kind text DEFAULT 'backfill'::text, p_idempotency_key text DEFAULT NULL::text, p_options jsonb DEFAULT '{}'::jsonb, p_job_id uuid DEFAULT NULL::uuid, p_event_id text DEFAULT NULL::text)
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -656,6 +760,7 @@ DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
   j public.embedding_jobs;
   v_created boolean := false;
+  v_cancel public.embedding_job_cancellations;
 BEGIN
   IF p_job_id IS NOT NULL THEN
     SELECT * INTO j FROM public.embedding_jobs WHERE id = p_job_id;
@@ -667,8 +772,12 @@ BEGIN
     SELECT * INTO j FROM public.embedding_jobs WHERE idempotency_key = p_idempotency_key;
   END IF;
   IF j.id IS NULL THEN
-    INSERT INTO public.embedding_jobs (id, target_id, kind, idempotency_key, options)
-    VALUES (coalesce(p_job_id, gen_random_uuid()), t.id, p_kind, p_idempotency_key, coalesce(p_options, '{}'))
+    SELECT * INTO v_cancel FROM public.embedding_job_cancellations WHERE job_id = p_job_id;
+    INSERT INTO public.embedding_jobs (id, target_id, kind, idempotency_key, options, event_id, status, finished_at, last_error)
+    VALUES (coalesce(p_job_id, gen_random_uuid()), t.id, p_kind, p_idempotency_key, coalesce(p_options, '{}'), p_event_id,
+            CASE WHEN v_cancel.job_id IS NULL THEN 'pending' ELSE 'cancelled' END,
+            CASE WHEN v_cancel.job_id IS NULL THEN NULL ELSE now() END,
+            CASE WHEN v_cancel.job_id IS NULL THEN NULL ELSE coalesce(v_cancel.reason, 'cancelled before it started') END)
     ON CONFLICT DO NOTHING
     RETURNING * INTO j;
     v_created := j.id IS NOT NULL;
@@ -726,37 +835,106 @@ CREATE OR REPLACE FUNCTION public.embedding_job_json(j embedding_jobs)
  RETURNS jsonb
  LANGUAGE sql
  STABLE
- SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   SELECT jsonb_build_object('id', j.id, 'target', (SELECT name FROM public.embedding_targets WHERE id = j.target_id),
     'kind', j.kind, 'status', j.status, 'options', j.options, 'itemsTotal', j.items_total,
     'itemsProcessed', j.items_processed, 'itemsFailed', j.items_failed, 'itemsSkipped', j.items_skipped,
     'tokens', j.tokens, 'requests', j.requests, 'createdAt', j.created_at, 'startedAt', j.started_at,
-    'finishedAt', j.finished_at, 'heartbeatAt', j.heartbeat_at, 'lastError', j.last_error)
+    'finishedAt', j.finished_at, 'heartbeatAt', j.heartbeat_at, 'lastError', j.last_error,
+    'epoch', j.epoch, 'eventId', j.event_id, 'seeded', j.seeded, 'restarts', j.restarts, 'lanes', j.lanes)
 $function$;
 
--- embedding_job_start(uuid); grants: postgres=X/postgres service_role=X/postgres
-CREATE OR REPLACE FUNCTION public.embedding_job_start(p_job uuid)
+-- embedding_job_lane_start(uuid,text,text,integer); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_job_lane_start(p_job uuid, p_role text, p_run_id text, p_stale_seconds integer DEFAULT 900)
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-DECLARE j public.embedding_jobs;
+DECLARE
+  v_replay boolean;
+  v_started jsonb;
 BEGIN
-  UPDATE public.embedding_jobs SET
-      status = CASE WHEN status IN ('pending', 'running', 'failed') THEN 'running' ELSE status END,
-      finished_at = CASE WHEN status = 'failed' THEN NULL ELSE finished_at END,
-      started_at = coalesce(started_at, now()), heartbeat_at = now(),
-      items_total = CASE WHEN status = 'pending' OR items_total = 0 THEN
-        (SELECT count(*) FROM public.embedding_items i WHERE i.target_id = embedding_jobs.target_id
-            AND i.status IN ('pending', 'failed', 'processing')) + items_processed + items_failed + items_skipped
-        ELSE items_total END
-   WHERE id = p_job RETURNING * INTO j;
+  PERFORM 1 FROM public.embedding_jobs WHERE id = p_job;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'unknown job %', p_job USING ERRCODE = 'P0002';
   END IF;
-  RETURN public.embedding_job_json(j);
+  v_replay := EXISTS (SELECT 1 FROM public.embedding_job_runs WHERE job_id = p_job AND role = p_role AND run_id <> p_run_id);
+  INSERT INTO public.embedding_job_runs (job_id, role, run_id) VALUES (p_job, p_role, p_run_id) ON CONFLICT DO NOTHING;
+  v_started := public.embedding_job_start(p_job, v_replay, p_stale_seconds);
+  RETURN v_started || jsonb_build_object('replay', v_replay);
+END $function$;
+
+-- embedding_job_park(uuid,integer); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_job_park(p_job uuid, p_limit integer DEFAULT 10000)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE v_n integer;
+BEGIN
+  WITH pick AS (
+    SELECT target_id, row_id FROM public.embedding_items
+     WHERE job_id = p_job AND status IN ('pending', 'failed')
+     LIMIT least(greatest(coalesce(p_limit, 10000), 1), 100000)
+       FOR UPDATE SKIP LOCKED
+  ), upd AS (
+    UPDATE public.embedding_items i SET status = 'parked', updated_at = now()
+      FROM pick p WHERE i.target_id = p.target_id AND i.row_id = p.row_id
+    RETURNING 1
+  ) SELECT count(*) INTO v_n FROM upd;
+  RETURN jsonb_build_object('parked', v_n);
+END $function$;
+
+-- embedding_job_set_lanes(uuid,integer); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_job_set_lanes(p_job uuid, p_lanes integer)
+ RETURNS jsonb
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  UPDATE public.embedding_jobs SET lanes = p_lanes WHERE id = p_job
+  RETURNING public.embedding_job_json(embedding_jobs)
+$function$;
+
+-- embedding_job_start(uuid,boolean,integer); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_job_start(p_job uuid, p_revive boolean DEFAULT false, p_stale_seconds integer DEFAULT 900)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  j public.embedding_jobs;
+  v_fan_out boolean := false;
+  v_revived boolean := false;
+BEGIN
+  SELECT * INTO j FROM public.embedding_jobs WHERE id = p_job FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'unknown job %', p_job USING ERRCODE = 'P0002';
+  END IF;
+  IF j.status = 'pending' THEN
+    v_fan_out := true;
+  ELSIF coalesce(p_revive, false) AND (j.status = 'failed'
+        OR (j.status = 'running' AND coalesce(j.heartbeat_at, j.created_at) < now() - make_interval(secs => p_stale_seconds))) THEN
+    v_fan_out := true;
+    v_revived := true;
+  END IF;
+  IF v_fan_out THEN
+    UPDATE public.embedding_jobs SET
+        status = 'running', finished_at = NULL, started_at = coalesce(started_at, now()), heartbeat_at = now(),
+        epoch = epoch + CASE WHEN v_revived THEN 1 ELSE 0 END,
+        restarts = restarts + CASE WHEN v_revived THEN 1 ELSE 0 END,
+        items_total = CASE WHEN status = 'pending' OR items_total = 0 THEN
+          (SELECT count(*) FROM public.embedding_items i WHERE i.target_id = embedding_jobs.target_id
+              AND i.status IN ('pending', 'failed', 'processing')) + items_processed + items_failed + items_skipped
+          ELSE items_total END
+     WHERE id = p_job RETURNING * INTO j;
+  END IF;
+  RETURN public.embedding_job_json(j) || jsonb_build_object('fanOut', v_fan_out, 'revived', v_revived);
 END $function$;
 
 -- embedding_jobs_expire(integer); grants: postgres=X/postgres service_role=X/postgres
@@ -973,7 +1151,7 @@ AS $function$
   VALUES (p_target, p_row_id, 'pending', coalesce(p_max_attempts, 3))
   ON CONFLICT (target_id, row_id) DO UPDATE
     SET status = 'pending', attempts = 0, next_retry_at = now(), locked_until = NULL, worker_id = NULL,
-        last_error = NULL, error_kind = NULL, enqueued_at = now(), updated_at = now()
+        last_error = NULL, error_kind = NULL, enqueued_at = now(), updated_at = now(), job_id = NULL
 $function$;
 
 -- embedding_rate(text,integer); grants: postgres=X/postgres service_role=X/postgres
@@ -1341,7 +1519,9 @@ BEGIN
         WHERE target_id = t.id AND status = 'processing' AND worker_id = p_worker)))) AS row_id
   ), upd AS (
     UPDATE public.embedding_items i
-       SET status = CASE WHEN i.attempts > 0 THEN 'failed' ELSE 'pending' END,
+       SET status = CASE WHEN i.job_id IS NOT NULL AND EXISTS (
+                           SELECT 1 FROM public.embedding_jobs j WHERE j.id = i.job_id AND j.status = 'cancelled') THEN 'parked'
+                         WHEN i.attempts > 0 THEN 'failed' ELSE 'pending' END,
            locked_until = NULL, worker_id = NULL, updated_at = now()
       FROM held h WHERE i.target_id = t.id AND i.row_id = h.row_id
     RETURNING 1
@@ -1371,7 +1551,9 @@ BEGIN
        FOR UPDATE SKIP LOCKED
   ), upd AS (
     UPDATE public.embedding_items i
-       SET status = CASE WHEN i.attempts > 0 THEN 'failed' ELSE 'pending' END,
+       SET status = CASE WHEN i.job_id IS NOT NULL AND EXISTS (
+                           SELECT 1 FROM public.embedding_jobs j WHERE j.id = i.job_id AND j.status = 'cancelled') THEN 'parked'
+                         WHEN i.attempts > 0 THEN 'failed' ELSE 'pending' END,
            locked_until = NULL, worker_id = NULL, updated_at = now()
       FROM held h WHERE i.target_id = t.id AND i.row_id = h.row_id
     RETURNING 1
@@ -1420,7 +1602,7 @@ CREATE OR REPLACE FUNCTION public.embedding_retry(p_target text, p_ids text[] DE
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
-  v_n integer;
+  v_ids jsonb;
   v_invalid jsonb;
 BEGIN
   SELECT coalesce(jsonb_agg(id), '[]') INTO v_invalid FROM unnest(p_ids) AS id
@@ -1429,7 +1611,7 @@ BEGIN
     SELECT row_id FROM public.embedding_items
      WHERE target_id = t.id
        AND (p_ids IS NULL OR row_id = ANY (p_ids))
-       AND (CASE WHEN p_dead_letter_only THEN status = 'dead_letter' ELSE status IN ('failed', 'dead_letter', 'completed') END)
+       AND (CASE WHEN p_dead_letter_only THEN status = 'dead_letter' ELSE status IN ('failed', 'dead_letter', 'completed', 'parked') END)
        AND (NOT p_transient_only OR error_kind = 'transient')
      ORDER BY row_id
      LIMIT p_limit
@@ -1437,11 +1619,12 @@ BEGIN
   ), upd AS (
     UPDATE public.embedding_items i
        SET status = 'pending', attempts = 0, next_retry_at = now(), last_error = NULL, error_kind = NULL,
-           content_hash = CASE WHEN i.status = 'completed' THEN NULL ELSE i.content_hash END, updated_at = now()
+           content_hash = CASE WHEN i.status = 'completed' THEN NULL ELSE i.content_hash END,
+           job_id = NULL, updated_at = now()
       FROM pick WHERE i.target_id = t.id AND i.row_id = pick.row_id
-    RETURNING 1
-  ) SELECT count(*) INTO v_n FROM upd;
-  RETURN jsonb_build_object('requeued', v_n, 'invalid', v_invalid);
+    RETURNING i.row_id
+  ) SELECT coalesce(jsonb_agg(row_id ORDER BY row_id), '[]') INTO v_ids FROM upd;
+  RETURN jsonb_build_object('requeued', jsonb_array_length(v_ids), 'ids', v_ids, 'invalid', v_invalid);
 END $function$;
 
 -- embedding_retry_completed_null(text,integer); grants: postgres=X/postgres service_role=X/postgres
@@ -1518,7 +1701,8 @@ BEGIN
         'processing', count(*) FILTER (WHERE status = 'processing'),
         'completed', count(*) FILTER (WHERE status = 'completed'),
         'failed', count(*) FILTER (WHERE status = 'failed'),
-        'deadLetter', count(*) FILTER (WHERE status = 'dead_letter'))
+        'deadLetter', count(*) FILTER (WHERE status = 'dead_letter'),
+        'parked', count(*) FILTER (WHERE status = 'parked'))
       INTO v_counts FROM public.embedding_items WHERE target_id = t.id;
     v_src := NULL;
     v_error := NULL;

@@ -2,17 +2,30 @@ import { Hono } from "hono";
 import { Inngest, type InngestFunction, NonRetriableError, RetryAfterError } from "inngest";
 import { serve } from "inngest/hono";
 import { describe, expect, it } from "vitest";
-import { createHarness, evaluate, hashStepId, type RunResult } from "./support/inngest-harness.js";
+import {
+  createHarness,
+  evaluate,
+  evaluateValue,
+  type HarnessOptions,
+  hashStepId,
+  MISSING,
+  type RunResult,
+  STEP_OUTPUT_LIMIT_BYTES,
+} from "./support/inngest-harness.js";
 
 const APP_ID = "harness-test";
 const SIGNING_KEY = `signkey-test-${"ab12".repeat(16)}`;
 // Most tests fail steps on purpose; the SDK would log each one.
 const logger = { info() {}, warn() {}, error() {}, debug() {} };
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A toy app served the way src/server.ts serves ours; functions come from `build` so they share the client. */
 function toyApp(
   build: (client: Inngest) => InngestFunction.Like[],
-  opts: { signed?: boolean; fromFunctions?: boolean } = {},
+  opts: { signed?: boolean; fromFunctions?: boolean; harness?: Partial<HarnessOptions> } = {},
 ) {
   let app: Hono | undefined;
   let functions: InngestFunction.Like[] = [];
@@ -22,6 +35,7 @@ function toyApp(
     ...(opts.signed ? { signingKey: SIGNING_KEY } : {}),
     // Default discovery is an in-band sync (PUT) against the endpoint; this reads getConfig instead.
     ...(opts.fromFunctions ? { functions: () => functions } : {}),
+    ...opts.harness,
   });
   const client = opts.signed
     ? new Inngest({ id: APP_ID, isDev: false, signingKey: SIGNING_KEY, fetch: harness.fetch, logger })
@@ -38,6 +52,8 @@ const only = (runs: RunResult[], fnId: string): RunResult => {
   return matching[0]!;
 };
 const step = (run: RunResult, id: string) => run.steps.find((s) => s.id === id);
+/** Virtual start times of a run's calls, relative to `t0`. */
+const callTimes = (run: RunResult, t0: number) => run.calls.map((c) => c.at - t0);
 
 describe("inngest harness", () => {
   it("completes a three-step function with each step memoised once", async () => {
@@ -183,7 +199,7 @@ describe("inngest harness", () => {
     expect(outside.calls).toMatchObject([{ status: 400, noRetry: true }]);
   });
 
-  it("records RetryAfterError's delay without waiting for it", async () => {
+  it("records RetryAfterError's delay and waits it out in virtual time only", async () => {
     let stepCalls = 0;
     let handlerCalls = 0;
     const { harness } = toyApp((client) => [
@@ -213,6 +229,11 @@ describe("inngest harness", () => {
       [206, "30"],
       [500, "120"],
     ]);
+    // Each retry starts no earlier than its retry-after on the virtual clock; still one attempt each.
+    const [first, stepRetry, outside, handlerRetry] = run.calls;
+    expect(stepRetry!.at - first!.at).toBeGreaterThanOrEqual(30 * SECOND);
+    expect(handlerRetry!.at - outside!.at).toBeGreaterThanOrEqual(120 * SECOND);
+    expect(run.calls.map((c) => c.attempt)).toEqual([0, 1, 0, 1]);
   });
 
   it("memoises parallel steps, including repeated ids suffixed :1", async () => {
@@ -242,10 +263,18 @@ describe("inngest harness", () => {
       ["count", hashStepId("count"), 3],
       ["after", hashStepId("after"), "ab3"],
     ]);
-    // Discovery plans three steps; each is called by id; "after" is only planned now (immediate
-    // execution is off after parallelism), then run by id; a last discovery returns the output.
+    // Discovery plans three steps and each is called by id (immediate execution is off meanwhile).
+    // Once none is pending the server lets the SDK run steps immediately again (force_step_plan.go),
+    // so the next discovery runs "after" itself, and a last one returns the output.
     expect(run.calls[0]!.ops).toEqual(["StepPlanned", "StepPlanned", "StepPlanned"]);
-    expect(run.calls).toHaveLength(7);
+    expect(run.calls.map((c) => (c.stepId === "step" ? c.ops.join() || c.status : "step"))).toEqual([
+      "StepPlanned,StepPlanned,StepPlanned",
+      "step",
+      "step",
+      "step",
+      "StepRun",
+      200,
+    ]);
   });
 
   it("fans out step.sendEvent to child runs and dedupes a resend by event id", async () => {
@@ -359,7 +388,7 @@ describe("inngest harness", () => {
     expect(step(runs[6]!, "never")).toBeUndefined();
   });
 
-  it("skips sleeps, resolves waitForEvent, and runs invoke and cron functions", async () => {
+  it("sleeps in virtual time, resolves waitForEvent, and runs invoke and cron functions", async () => {
     const { harness } = toyApp((client) => {
       const child = client.createFunction({ id: "child", retries: 0 }, async ({ event }) => ({
         doubled: (event.data as { n: number }).n * 2,
@@ -411,6 +440,8 @@ describe("inngest harness", () => {
       invoked: { doubled: 42 },
     });
     expect(step(waiter, "nap")).toMatchObject({ op: "Sleep", name: "1h" });
+    // The 1 h nap, the approver's 5 m think and the 1 m timeout of "never" all passed on the clock.
+    expect(waiter.endedAt! - waiter.startedAt!).toBeGreaterThanOrEqual(HOUR + 6 * MINUTE);
     expect(only(runs, "child")).toMatchObject({ status: "completed", parentRunId: waiter.runId });
     expect(harness.run(cronRunId)).toMatchObject({ status: "completed", output: "inngest/scheduled.timer" });
   });
@@ -478,12 +509,574 @@ describe("inngest harness", () => {
     await expect(harness.runUntilIdle({ maxCalls: 5 })).rejects.toThrow(/maxCalls=5/);
   });
 
+  it("runs sleeps, sleepUntil, retry backoff and retry-after on the virtual clock", async () => {
+    let attempts = 0;
+    const { harness } = toyApp(
+      (client) => [
+        client.createFunction(
+          { id: "sleeper", retries: 0, triggers: [{ event: "toy/sleep" }] },
+          async ({ step, event }) => {
+            // The SDK normalises "90m" to "1h30m" (timeStr); it cannot parse "1h30m" itself and would
+            // send an empty duration, which the server treats as no sleep at all.
+            await step.sleep("nap", "90m");
+            await step.sleepUntil("until", new Date((event.data as { wakeAt: number }).wakeAt));
+            return step.run("after", () => "awake");
+          },
+        ),
+        client.createFunction(
+          { id: "backoff", retries: 3, triggers: [{ event: "toy/backoff" }] },
+          async ({ step }) =>
+            step.run("flaky", () => {
+              attempts++;
+              if (attempts < 3) throw new Error(`boom ${attempts}`);
+              if (attempts === 3) throw new RetryAfterError("slow down", "2m");
+              return "ok";
+            }),
+        ),
+      ],
+      // Calls cost no virtual time, so every time below is exact.
+      { harness: { timeScale: 0 } },
+    );
+
+    const t0 = harness.now();
+    await harness.send([{ name: "toy/sleep", data: { wakeAt: t0 + 3 * HOUR } }, { name: "toy/backoff" }]);
+    const runs = await harness.runUntilIdle();
+
+    const sleeper = only(runs, "sleeper");
+    expect(sleeper).toMatchObject({ status: "completed", output: "awake", queuedAt: t0, startedAt: t0 });
+    expect(sleeper.event.ts).toBe(t0);
+    // Woken at the end of each sleep with null memoised; "after" runs in the discovery after the last one.
+    expect(callTimes(sleeper, t0)).toEqual([0, 90 * MINUTE, 3 * HOUR, 3 * HOUR]);
+    expect(step(sleeper, "nap")).toMatchObject({ op: "Sleep", name: "1h30m", type: "data", data: null });
+    expect(step(sleeper, "until")).toMatchObject({
+      op: "Sleep",
+      name: new Date(t0 + 3 * HOUR).toISOString(),
+    });
+
+    // The server's backoff table (15 s, 30 s, ...) unless retry-after says otherwise (2 m here).
+    const backoff = only(runs, "backoff");
+    expect(backoff).toMatchObject({ status: "completed", output: "ok" });
+    expect(callTimes(backoff, t0)).toEqual([0, 15 * SECOND, 45 * SECOND, 165 * SECOND, 165 * SECOND]);
+    expect(step(backoff, "flaky")).toMatchObject({ attempts: 4, retryAfter: ["120"] });
+    expect(harness.now()).toBe(t0 + 3 * HOUR);
+
+    // advance() moves the clock by hand; new events are stamped with it.
+    harness.advance(10 * MINUTE);
+    expect(harness.now()).toBe(t0 + 3 * HOUR + 10 * MINUTE);
+    await harness.send({ name: "toy/backoff", id: "later" });
+    expect(harness.runs("backoff")[1]!.event).toMatchObject({ id: "later", ts: t0 + 3 * HOUR + 10 * MINUTE });
+  });
+
+  it("dedupes event ids for 24 h of virtual time, while replay reuses the id at once", async () => {
+    const { harness } = toyApp((client) => [
+      client.createFunction(
+        { id: "counted", retries: 0, triggers: [{ event: "toy/once" }] },
+        async ({ event }) => event.id,
+      ),
+      client.createFunction(
+        {
+          id: "sleepy",
+          retries: 0,
+          triggers: [{ event: "toy/nap" }],
+          cancelOn: [{ event: "toy/stop" }],
+        },
+        async ({ step }) => step.sleep("long", "3d"),
+      ),
+    ]);
+
+    const first = await harness.send({ name: "toy/once", id: "same" });
+    expect(first.runIds).toHaveLength(1);
+    expect((await harness.send({ name: "toy/once", id: "same" })).runIds).toEqual([]);
+    // Replay / Rerun from the dashboard: a new run with the same event, inside the window.
+    const replayId = harness.replay(first.runIds[0]!);
+    harness.advance(23 * HOUR);
+    expect((await harness.send({ name: "toy/once", id: "same" })).runIds).toEqual([]);
+    harness.advance(2 * HOUR);
+    expect((await harness.send({ name: "toy/once", id: "same" })).runIds).toHaveLength(1);
+
+    // A duplicate cancels nothing either: the first "stop-x" came before the run, its resend is ignored.
+    await harness.send({ name: "toy/stop", id: "stop-x" });
+    const { runIds: napIds } = await harness.send({ name: "toy/nap" });
+    await harness.send({ name: "toy/stop", id: "stop-x" });
+    expect(harness.run(napIds[0]!)?.status).toBe("queued");
+    await harness.send({ name: "toy/stop", id: "stop-y" });
+
+    const runs = await harness.runUntilIdle();
+    expect(runs.filter((r) => r.fnId === "counted").map((r) => [r.runId === replayId, r.output])).toEqual([
+      [false, "same"],
+      [true, "same"],
+      [false, "same"],
+    ]);
+    expect(only(runs, "sleepy")).toMatchObject({ status: "cancelled", cancelledBy: "stop-y" });
+  });
+
+  it("limits calls in flight per concurrency key, across functions for account scope", async () => {
+    const inFlight = new Map<string, number>();
+    const peak = new Map<string, number>();
+    const keys = new Set<string>();
+    const enter = async (key: string) => {
+      inFlight.set(key, (inFlight.get(key) ?? 0) + 1);
+      const total = [...inFlight.values()].reduce((a, b) => a + b, 0);
+      peak.set(key, Math.max(peak.get(key) ?? 0, inFlight.get(key)!));
+      peak.set("*", Math.max(peak.get("*") ?? 0, total));
+      // Hold the first call of each target until all three targets are in flight (or give up after a
+      // second), so the overlap below does not depend on how fast the calls happen to start.
+      keys.add(key);
+      for (let waited = 0; key.startsWith("target:") && keys.size < 3 && waited < 1000; waited += 5) {
+        await pause(5);
+      }
+      await pause(5);
+      inFlight.set(key, inFlight.get(key)! - 1);
+    };
+    const { harness } = toyApp((client) => [
+      client.createFunction(
+        {
+          id: "per-target",
+          retries: 0,
+          concurrency: { limit: 1, key: "event.data.target" },
+          triggers: [{ event: "toy/embed" }],
+        },
+        async ({ step, event }) => {
+          const key = `target:${String((event.data as { target?: string }).target)}`;
+          await step.run("one", () => enter(key));
+          await step.run("two", () => enter(key));
+        },
+      ),
+      ...["alpha", "beta"].map((id) =>
+        client.createFunction(
+          {
+            id,
+            retries: 0,
+            concurrency: [{ limit: 1, key: '"provider"', scope: "account" }],
+            triggers: [{ event: "toy/shared" }],
+          },
+          async ({ step }) => step.run("call", () => enter("provider")),
+        ),
+      ),
+    ]);
+
+    await harness.send([
+      { name: "toy/embed", data: { target: "a" } },
+      { name: "toy/embed", data: { target: "a" } },
+      { name: "toy/embed", data: { target: "b" } },
+      { name: "toy/embed", data: { target: "b" } },
+      // No target: a bucket of its own, shared by both runs.
+      { name: "toy/embed", data: {} },
+      { name: "toy/embed", data: {} },
+    ]);
+    let runs = await harness.runUntilIdle({ concurrency: 4 });
+    expect(runs.map((r) => r.status)).toEqual(Array(6).fill("completed"));
+    expect(peak.get("target:a")).toBe(1);
+    expect(peak.get("target:b")).toBe(1);
+    expect(peak.get("target:undefined")).toBe(1);
+    // Different keys overlap: three buckets, three calls in flight at once.
+    expect(peak.get("*")).toBe(3);
+
+    peak.clear();
+    await harness.send({ name: "toy/shared" });
+    runs = await harness.runUntilIdle({ concurrency: 4 });
+    expect(runs.filter((r) => r.fnId === "alpha" || r.fnId === "beta").map((r) => r.status)).toEqual([
+      "completed",
+      "completed",
+    ]);
+    expect(peak.get("provider")).toBe(1);
+  });
+
+  it("applies singleton skip and cancel, and cancel emits inngest/function.cancelled", async () => {
+    const failures: unknown[] = [];
+    const { harness } = toyApp((client) => [
+      client.createFunction(
+        {
+          id: "sync-user",
+          retries: 0,
+          singleton: { mode: "skip", key: "event.data.user" },
+          triggers: [{ event: "toy/sync" }],
+        },
+        async ({ step }) => {
+          await step.sleep("settle", "1h");
+          return step.run("sync", () => "synced");
+        },
+      ),
+      client.createFunction(
+        {
+          id: "refresh",
+          retries: 0,
+          singleton: { mode: "cancel", key: "event.data.user" },
+          triggers: [{ event: "toy/refresh" }],
+          onFailure: async ({ error }) => {
+            failures.push(error.message);
+          },
+        },
+        async ({ step, event }) => {
+          await step.sleep("settle", "1h");
+          return step.run("refresh", () => (event.data as { n: number }).n);
+        },
+      ),
+      client.createFunction(
+        {
+          id: "cleanup",
+          retries: 0,
+          triggers: [
+            { event: "inngest/function.cancelled", if: `event.data.function_id == '${APP_ID}-refresh'` },
+          ],
+        },
+        async ({ event }) => event.data,
+      ),
+    ]);
+
+    const skip = await harness.send([
+      { name: "toy/sync", data: { user: "u1" } },
+      { name: "toy/sync", data: { user: "u1" } },
+      { name: "toy/sync", data: { user: "u2" } },
+    ]);
+    const cancel = await harness.send([
+      { name: "toy/refresh", id: "refresh-1", data: { user: "u1", n: 1 } },
+      { name: "toy/refresh", id: "refresh-2", data: { user: "u1", n: 2 } },
+    ]);
+    const runs = await harness.runUntilIdle();
+
+    const [kept, skipped, other] = skip.runIds.map((id) => harness.run(id)!);
+    expect([kept!.status, skipped!.status, other!.status]).toEqual(["completed", "skipped", "completed"]);
+    expect(skipped).toMatchObject({ skippedBy: kept!.runId, calls: [] });
+
+    const [replaced, replacement] = cancel.runIds.map((id) => harness.run(id)!);
+    expect(replaced).toMatchObject({
+      status: "cancelled",
+      cancelReason: "singleton",
+      cancelledBy: replacement!.runId,
+    });
+    expect(replacement).toMatchObject({ status: "completed", output: 2 });
+    // Delivered like any event, with the run id as its id; no function.failed, so no onFailure run.
+    expect(only(runs, "cleanup").event).toMatchObject({
+      name: "inngest/function.cancelled",
+      id: replaced!.runId,
+      data: {
+        function_id: `${APP_ID}-refresh`,
+        run_id: replaced!.runId,
+        event: { id: "refresh-1" },
+        events: [{ id: "refresh-1" }],
+        error: { name: "Error", message: "function cancelled" },
+      },
+    });
+    expect(runs.filter((r) => r.fnId === "refresh-failure")).toEqual([]);
+    expect(failures).toEqual([]);
+
+    // The key is free once the first run is over.
+    await harness.send({ name: "toy/sync", data: { user: "u1" } });
+    expect((await harness.runUntilIdle()).at(-1)).toMatchObject({ fnId: "sync-user", status: "completed" });
+  });
+
+  it("cancels on timeouts.start / finish, cancelOn (event.id, timeout) and cancel(), never onFailure", async () => {
+    const failures: string[] = [];
+    const { harness } = toyApp(
+      (client) => [
+        client.createFunction(
+          {
+            id: "finish-1h",
+            retries: 0,
+            timeouts: { finish: "1h" },
+            triggers: [{ event: "toy/finish" }],
+            onFailure: async ({ error }) => {
+              failures.push(error.message);
+            },
+          },
+          async ({ step }) => {
+            await step.run("first", () => 1);
+            await step.sleep("long", "2h");
+            await step.run("never", () => 2);
+          },
+        ),
+        client.createFunction(
+          { id: "start-10m", retries: 0, timeouts: { start: "10m" }, triggers: [{ event: "toy/start" }] },
+          async () => "started",
+        ),
+        client.createFunction(
+          {
+            id: "by-event-id",
+            retries: 0,
+            triggers: [{ event: "toy/job" }],
+            cancelOn: [
+              { event: "toy/abort", if: "async.data.eventId == event.id" },
+              { event: "toy/abort-soon", timeout: "30m" },
+            ],
+          },
+          async ({ step }) => step.sleep("wait", "1d"),
+        ),
+        client.createFunction(
+          { id: "watch", retries: 0, triggers: [{ event: "inngest/function.cancelled" }] },
+          async ({ event }) => event.data.run_id,
+        ),
+      ],
+      { harness: { timeScale: 0 } },
+    );
+
+    const t0 = harness.now();
+    const [finishId] = (await harness.send({ name: "toy/finish" })).runIds;
+    const [lateId] = (await harness.send({ name: "toy/start", id: "late" })).runIds;
+    // Nothing ran for 11 minutes: the start timeout cancels the run that never made a call.
+    harness.advance(11 * MINUTE);
+    expect(harness.run(lateId!)).toMatchObject({ status: "cancelled", cancelReason: "timeouts.start" });
+
+    const { runIds: jobIds } = await harness.send([
+      { name: "toy/job", id: "job-1" },
+      { name: "toy/job", id: "job-2" },
+      { name: "toy/job", id: "job-3" },
+    ]);
+    await harness.send({ name: "toy/abort", data: { eventId: "job-2" } });
+    expect(harness.cancel(jobIds[0]!)).toBe(true);
+    expect(harness.cancel(jobIds[0]!)).toBe(false);
+    // The abort-soon listener expired 30 m after the run was scheduled.
+    harness.advance(31 * MINUTE);
+    await harness.send({ name: "toy/abort-soon" });
+    // Queued now and called at once by runUntilIdle: well within its start timeout.
+    const [promptId] = (await harness.send({ name: "toy/start" })).runIds;
+
+    const runs = await harness.runUntilIdle();
+    const finish = harness.run(finishId!)!;
+    expect(finish).toMatchObject({ status: "cancelled", cancelReason: "timeouts.finish" });
+    expect(finish.endedAt! - finish.startedAt!).toBe(HOUR);
+    expect(step(finish, "never")).toBeUndefined();
+    expect(harness.run(promptId!)).toMatchObject({ status: "completed", output: "started" });
+    expect(jobIds.map((id) => harness.run(id)?.cancelReason ?? harness.run(id)?.status)).toEqual([
+      "api",
+      "cancelOn",
+      "completed",
+    ]);
+    // One function.cancelled per cancelled run, whatever cancelled it.
+    expect(
+      runs
+        .filter((r) => r.fnId === "watch")
+        .map((r) => r.output)
+        .sort(),
+    ).toEqual([finishId, lateId, jobIds[0], jobIds[1]].sort());
+    expect(failures).toEqual([]);
+    expect(runs.some((r) => r.fnId === "finish-1h-failure")).toBe(false);
+    expect(harness.now()).toBeGreaterThanOrEqual(t0 + 24 * HOUR);
+  });
+
+  it("lets slow calls pass virtual time with timeScale, so they count against timeouts", async () => {
+    const { harness } = toyApp(
+      (client) => [
+        client.createFunction(
+          { id: "slow-step", retries: 0, timeouts: { finish: "10s" }, triggers: [{ event: "toy/slow" }] },
+          async ({ step }) =>
+            step.run("work", async () => {
+              await pause(20);
+              return "done";
+            }),
+        ),
+      ],
+      // Each real millisecond is a virtual second: the 20 ms step takes at least 20 s.
+      { harness: { timeScale: 1000 } },
+    );
+
+    await harness.send({ name: "toy/slow" });
+    const run = only(await harness.runUntilIdle(), "slow-step");
+    // The finish timeout fell due while the call was in flight, so its result was dropped.
+    expect(run).toMatchObject({ status: "cancelled", cancelReason: "timeouts.finish" });
+    expect(run.calls).toHaveLength(1);
+    expect(step(run, "work")?.type).toBeUndefined();
+  });
+
+  it("fails runs over the step, step-output and state limits, with function.failed", async () => {
+    const failed: string[] = [];
+    const onFailure = async ({ error }: { error: Error }) => {
+      failed.push(error.name);
+    };
+    const chunk = "x".repeat(3.9 * 1024 * 1024);
+    const { harness } = toyApp((client) => [
+      client.createFunction(
+        { id: "wide", retries: 0, triggers: [{ event: "toy/limits" }], onFailure },
+        async ({ step }) => Promise.all(Array.from({ length: 1001 }, (_, i) => step.run(`p${i}`, () => i))),
+      ),
+      client.createFunction(
+        { id: "big-output", retries: 0, triggers: [{ event: "toy/limits" }], onFailure },
+        async ({ step }) => step.run("big", () => "x".repeat(STEP_OUTPUT_LIMIT_BYTES)),
+      ),
+      client.createFunction(
+        { id: "big-state", retries: 0, triggers: [{ event: "toy/limits" }], onFailure },
+        async ({ step }) => {
+          for (let i = 0; i < 9; i++) await step.run(`chunk-${i}`, () => chunk);
+        },
+      ),
+    ]);
+
+    await harness.send({ name: "toy/limits" });
+    const runs = await harness.runUntilIdle();
+
+    const wide = only(runs, "wide");
+    expect(wide.error).toMatchObject({
+      name: "InngestErrFunctionOverflowed",
+      message: "The function run exceeded the step limit of 1000 steps.",
+    });
+    expect(wide.calls).toHaveLength(1);
+    // The string's JSON quotes take it over 4 MiB.
+    expect(only(runs, "big-output").error).toMatchObject({
+      name: "InngestErrStepOutputTooLarge",
+      message: "step output size is greater than the limit",
+    });
+    const state = only(runs, "big-state");
+    expect(state.error).toMatchObject({ name: "InngestErrStateOverflowed" });
+    expect(state.steps.filter((s) => s.type === "data")).toHaveLength(8);
+    expect(failed.sort()).toEqual([
+      "InngestErrFunctionOverflowed",
+      "InngestErrStateOverflowed",
+      "InngestErrStepOutputTooLarge",
+    ]);
+  });
+
+  it("fails a run that has used up 1,000 steps before its next call, even when checkpointed", async () => {
+    const { harness } = toyApp(
+      (client) => [
+        client.createFunction(
+          { id: "long", retries: 0, triggers: [{ event: "toy/long" }] },
+          async ({ step }) => {
+            for (let i = 0; i < 999; i++) await step.run(`s${i}`, () => i);
+            await step.sleep("rest", "1m");
+            return step.run("after", () => "unreachable");
+          },
+        ),
+      ],
+      // Replaying 1,000 steps one call at a time is quadratic; checkpointing runs them in one request.
+      { harness: { checkpointing: true, timeScale: 0 } },
+    );
+
+    await harness.send({ name: "toy/long" });
+    const run = only(await harness.runUntilIdle(), "long");
+    expect(run).toMatchObject({ status: "failed", error: { name: "InngestErrFunctionOverflowed" } });
+    // 999 steps and the sleep are memoised; the call after the sleep is never made.
+    expect(run.steps.filter((s) => s.type === "data")).toHaveLength(1000);
+    expect(run.calls.at(-1)!.ops).toContain("Sleep");
+    expect(step(run, "after")).toBeUndefined();
+  }, 60_000);
+
+  it("checkpoints: one discovery call runs three steps, posting each, with the same result", async () => {
+    const build = (client: Inngest) => [
+      client.createFunction(
+        { id: "three-steps", retries: 0, triggers: [{ event: "toy/three" }] },
+        async ({ step, event }) => {
+          const a = await step.run("first", () => (event.data as { n: number }).n);
+          const b = await step.run("second", () => a * 2);
+          return step.run("third", () => ({ total: a + b }));
+        },
+      ),
+    ];
+    const plain = toyApp(build).harness;
+    const checkpointed = toyApp(build, { harness: { checkpointing: true } }).harness;
+    const signed = toyApp(build, { signed: true, harness: { checkpointing: true } }).harness;
+    const results: RunResult[] = [];
+    for (const harness of [plain, checkpointed, signed]) {
+      await harness.send({ name: "toy/three", data: { n: 5 } });
+      results.push(only(await harness.runUntilIdle(), "three-steps"));
+    }
+    const [before, after, inCloud] = results;
+
+    expect(after!.output).toEqual(before!.output);
+    expect(after!.steps.map((s) => [s.id, s.data, s.attempts])).toEqual(
+      before!.steps.map((s) => [s.id, s.data, s.attempts]),
+    );
+    expect(before!.calls).toHaveLength(4);
+    expect(after!.calls).toMatchObject([
+      { stepId: "step", status: 206, ops: ["RunComplete"], checkpoints: 3 },
+    ]);
+    expect(checkpointed.stats()).toMatchObject({ calls: 1, checkpoints: 3, memoisedSteps: 3 });
+    expect(checkpointed.unhandledRequests).toEqual([]);
+    // Cloud mode: the posts carry the hashed signing key and the response is signed.
+    expect(inCloud!).toMatchObject({ status: "completed", output: before!.output });
+    expect(inCloud!.calls).toMatchObject([{ checkpoints: 3, signatureValid: true }]);
+  });
+
+  it("checkpoints: past maxRuntime the SDK plans the next step and the harness calls it", async () => {
+    const { harness } = toyApp(
+      (client) => [
+        client.createFunction(
+          {
+            id: "slow-first",
+            retries: 0,
+            checkpointing: { maxRuntime: "10ms" },
+            triggers: [{ event: "toy/slow" }],
+          },
+          async ({ step }) => {
+            const a = await step.run("slow", async () => {
+              await pause(50);
+              return 1;
+            });
+            const b = await step.run("fast", () => a + 1);
+            return step.run("last", () => [a, b]);
+          },
+        ),
+      ],
+      { harness: { checkpointing: true } },
+    );
+
+    await harness.send({ name: "toy/slow" });
+    const run = only(await harness.runUntilIdle(), "slow-first");
+
+    expect(run).toMatchObject({ status: "completed", output: [1, 2] });
+    // "slow" is posted; the runtime is up, so "fast" comes back planned and is called by id.
+    expect(run.calls[0]).toMatchObject({ stepId: "step", ops: ["StepPlanned"], checkpoints: 1 });
+    expect(run.calls[1]).toMatchObject({ stepId: hashStepId("fast"), ops: ["StepRun"] });
+    expect(run.calls.at(-1)!.ops.at(-1)).toBe("RunComplete");
+    expect(run.steps.map((s) => [s.id, s.data, s.attempts])).toEqual([
+      ["slow", 1, 1],
+      ["fast", 2, 1],
+      ["last", [1, 2], 1],
+    ]);
+  });
+
+  it("checkpoints: stale posts get 409, and a run cancelled mid-request drops its result", async () => {
+    const { harness } = toyApp(
+      (client) => [
+        client.createFunction(
+          {
+            id: "self-cancelling",
+            retries: 0,
+            triggers: [{ event: "toy/self.started" }],
+            cancelOn: [{ event: "toy/self.cancelled", match: "data.jobId" }],
+          },
+          async ({ step, event }) => {
+            await step.sendEvent("cancel-me", { name: "toy/self.cancelled", data: event.data });
+            await step.run("never", () => "unreachable");
+          },
+        ),
+      ],
+      { harness: { checkpointing: true } },
+    );
+
+    await harness.send({ name: "toy/self.started", data: { jobId: "s" } });
+    const run = only(await harness.runUntilIdle(), "self-cancelling");
+    // The event cancelled the run while its request was open; the post of "cancel-me" then got 409,
+    // which the SDK turns into 400 + no-retry (StaleDispatchError).
+    expect(run).toMatchObject({
+      status: "cancelled",
+      calls: [{ status: 400, noRetry: true, checkpoints: 0 }],
+    });
+    expect(step(run, "never")).toBeUndefined();
+
+    const post = (runId: string, body: object) =>
+      harness.fetch(`http://localhost:8288/v1/checkpoint/${runId}/async`, {
+        method: "POST",
+        body: JSON.stringify({ run_id: runId, steps: [], ...body }),
+      });
+    expect((await post("run-404", { fn_id: "f", qi_id: "q" })).status).toBe(409);
+    expect((await post(run.runId, { fn_id: "f", qi_id: "q" })).status).toBe(409);
+    expect((await post(run.runId, {})).status).toBe(400);
+    expect(harness.stats().checkpoints).toBe(4);
+  });
+
   it("evaluates the CEL subset it supports and rejects the rest loudly", async () => {
     const scope = { event: { data: { jobId: "a", n: 3 } }, async: { data: { jobId: "a", n: 5 } } };
     expect(evaluate("async.data.jobId == event.data.jobId", scope)).toBe(true);
     expect(evaluate("event.data.n < async.data.n && !(event.data.jobId != 'a')", scope)).toBe(true);
     expect(evaluate("event.data.missing == null || async.data.n >= 6", scope)).toBe(false);
     expect(() => evaluate("size(event.data) > 0", scope)).toThrow(/unsupported expression/);
+    // Values for concurrency and singleton keys, top-level event fields included.
+    const keyed = { event: { id: "evt-1", ts: 7, data: { target: "docs", region: "eu" } } };
+    expect(evaluateValue("event.data.target", keyed)).toBe("docs");
+    expect(evaluateValue('event.data.target + "-" + event.data.region', keyed)).toBe("docs-eu");
+    expect(evaluateValue('"global"', keyed)).toBe("global");
+    expect(evaluateValue("event.data.missing", keyed)).toBe(MISSING);
+    expect(evaluate("event.id == 'evt-1' && event.ts > 5", keyed)).toBe(true);
 
     const { harness } = toyApp((client) => [
       client.createFunction(

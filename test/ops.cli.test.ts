@@ -196,11 +196,18 @@ describe("cancel", () => {
     ]);
   });
 
-  it("exits 2 for a malformed or unknown job id", async () => {
+  it("exits 2 for a malformed job id, and cancels a job that does not exist yet ahead", async () => {
     expect((await cli(["cancel", "123"])).code).toBe(EXIT.usage);
-    const unknown = await cli(["cancel", crypto.randomUUID()]);
-    expect(unknown.code).toBe(EXIT.usage);
-    expect(unknown.err).toMatch(/unknown job/);
+    const ahead = crypto.randomUUID();
+    const unknown = await cli(["cancel", ahead]);
+    expect(unknown.code).toBe(EXIT.ok);
+    expect(unknown.out).toMatch(/no job .* exists yet: its cancellation is recorded/);
+    // The job is born cancelled when its coordinator gets to create it.
+    const ctx = testContext(db, testConfig());
+    expect(await ctx.store.createJob("cli_docs", "backfill", null, {}, ahead)).toMatchObject({
+      id: ahead,
+      status: "cancelled",
+    });
   });
 });
 

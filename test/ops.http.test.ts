@@ -532,10 +532,12 @@ describe("POST /cancel", () => {
     });
   });
 
-  it("answers 400 for a malformed job id and 404 for an unknown one", async () => {
+  it("answers 400 for a malformed job id and 202 for one that does not exist yet (cancelled ahead)", async () => {
     const { app } = opsApp();
     expect((await app.request("/cancel", post({ jobId: "42" }))).status).toBe(400);
-    expect((await app.request("/cancel", post({ jobId: crypto.randomUUID() }))).status).toBe(404);
+    const res = await app.request("/cancel", post({ jobId: crypto.randomUUID() }));
+    expect(res.status).toBe(202);
+    expect(await res.json()).toMatchObject({ known: false, cancelled: true, status: "cancelled" });
   });
 });
 

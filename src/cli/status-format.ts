@@ -34,7 +34,7 @@ export function formatSnapshot(s: StatusSnapshot): string {
     if (t.error) lines.push(`  ERROR     cannot be read: ${t.error}`);
     lines.push(`  coverage  ${bar(t.coverage)} ${t.coverage}%  (${t.embedded} of ${t.total} rows embedded)`);
     lines.push(
-      `  rows      pending ${t.pending}  processing ${t.processing}  waiting to retry ${t.failed}  dead_letter ${t.deadLetter}  untracked ${t.untracked}`,
+      `  rows      pending ${t.pending}  processing ${t.processing}  waiting to retry ${t.failed}  dead_letter ${t.deadLetter}  untracked ${t.untracked}${t.parked ? `  parked ${t.parked} (a cancelled job's; a backfill resumes them)` : ""}`,
     );
     lines.push(
       `  speed     ${t.rate.perMinute} rows/min over ${t.rate.windowMinutes} min  ETA ${t.remaining === 0 ? "done" : formatDuration(t.etaSeconds)}  remaining ${t.remaining}`,

@@ -18,25 +18,34 @@ export interface FunctionDeps {
 export interface Limits {
   /** Batches one worker run does before handing over to a fresh run (steps per run stay < 1,000). */
   maxBatchesPerRun: number;
+  /**
+   * Wall time one worker run works before handing over: well under the run's `timeouts.finish`
+   * (2 h), so a run slowed by rate limits hands over instead of being cancelled by the timeout.
+   */
+  laneWallBudgetMs: number;
   /** Wall-clock budget of one seeding step. */
   seedStepMs: number;
   /** Rows per seeding page (one bounded statement each). */
   seedPage: number;
-  /** Bounded work per scheduled sweep, per target. */
+  /** Batches per target per sweep run (each target has a run of its own). */
   sweepBatches: number;
-  /** Dead letters retried per target per recovery run. */
+  /** Dead letters retried per target per recovery run, one row per batch. */
   recoveryRows: number;
   /** Concurrent worker runs per target (Inngest concurrency key). */
   workerConcurrency: number;
+  /** Longest single sleep for a provider's rate limit; a longer delay is slept in several steps. */
+  rateLimitSleepMaxMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
   maxBatchesPerRun: 300,
+  laneWallBudgetMs: 50 * 60_000,
   seedStepMs: 20_000,
   seedPage: 5000,
   sweepBatches: 50,
   recoveryRows: 100,
   workerConcurrency: 8,
+  rateLimitSleepMaxMs: 60_000,
 };
 
 export function limitsOf(deps: FunctionDeps): Limits {

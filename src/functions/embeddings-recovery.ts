@@ -1,17 +1,15 @@
-import { cron, StepError } from "inngest";
+import { cron } from "inngest";
 import type { InngestClient } from "./client.js";
-import { type FunctionDeps, limitsOf } from "./deps.js";
+import type { FunctionDeps } from "./deps.js";
 import { mapped } from "./errors.js";
-import { runDueBatches } from "./run-batches.js";
+import { targetRecover } from "./events.js";
 
 /**
- * Every 6 hours by default, the durable backup worker: dead-lettered rows
- * whose failure was transient (timeouts, 5xx, crashed leases) get their attempts back and are
- * processed one row per batch, so one huge row cannot time out a whole write. Permanent failures
- * (the provider rejected the input) stay until a person forces a retry.
+ * Every 6 hours by default, the durable backup worker: every target gets a recovery run of its own
+ * (embeddings-recovery-target), so the steps of a run stay bounded however many targets and dead
+ * letters there are, and every target is served each time.
  */
 export function embeddingsRecovery(inngest: InngestClient, deps: FunctionDeps) {
-  const limits = limitsOf(deps);
   return inngest.createFunction(
     {
       id: "embeddings-recovery",
@@ -19,46 +17,21 @@ export function embeddingsRecovery(inngest: InngestClient, deps: FunctionDeps) {
       triggers: [cron(deps.config.EMBEDDINGS_RECOVERY_CRON)],
       retries: 2,
       singleton: { mode: "skip" },
-      timeouts: { finish: "1h" },
+      timeouts: { finish: "10m" },
     },
     async ({ step, runId, attempt }) => {
       const targets = await step.run("list-targets", () =>
         mapped(attempt, async () => (await (await deps.context()).store.listTargets()).map((t) => t.name)),
       );
-      const results: Record<
-        string,
-        { requeued: number; processed: number; failed: number } | { error: string }
-      > = {};
-      for (const target of targets) {
-        try {
-          const { requeued } = await step.run(`requeue-${target}`, () =>
-            mapped(attempt, async () =>
-              (await deps.context()).store.retry(target, {
-                deadLetterOnly: true,
-                transientOnly: true,
-                limit: limits.recoveryRows,
-              }),
-            ),
-          );
-          if (requeued === 0) {
-            results[target] = { requeued, processed: 0, failed: 0 };
-            continue;
-          }
-          const r = await runDueBatches(step, deps, {
-            target,
-            prefix: `recover-${target}`,
-            workerId: `recovery:${runId}`,
-            batchSize: 1,
-            maxBatches: requeued,
-            attempt,
-          });
-          results[target] = { requeued, processed: r.processed, failed: r.failed };
-        } catch (err) {
-          if (!(err instanceof StepError)) throw err;
-          results[target] = { error: err.message };
-        }
+      for (let page = 0; page * 5000 < targets.length; page++) {
+        await step.sendEvent(
+          `fan-out-${page}`,
+          targets
+            .slice(page * 5000, (page + 1) * 5000)
+            .map((target) => targetRecover.create({ target }, { id: `recover-${runId}-${target}` })),
+        );
       }
-      return { targets: results };
+      return { targets: targets.length };
     },
   );
 }

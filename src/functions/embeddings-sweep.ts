@@ -1,17 +1,17 @@
-import { cron, StepError } from "inngest";
+import { cron } from "inngest";
 import type { InngestClient } from "./client.js";
-import { type FunctionDeps, limitsOf } from "./deps.js";
+import type { FunctionDeps } from "./deps.js";
 import { mapped } from "./errors.js";
-import { runDueBatches } from "./run-batches.js";
+import { targetSweep } from "./events.js";
 
 /**
  * Every 5 minutes by default: jobs with a stale heartbeat are marked failed with a reason (no job
- * stays "running" forever), then each target's due work (new and edited rows, retries whose
- * backoff passed, leases of crashed workers) is processed in bounded batches. One target failing
- * does not stop the others.
+ * stays "running" forever), then every target gets a sweep run of its own
+ * (embeddings-sweep-target): one event per target, so the steps of a run stay bounded however many
+ * targets there are, every target is served every time (none waits behind another), and one broken
+ * target fails only its own run.
  */
 export function embeddingsSweep(inngest: InngestClient, deps: FunctionDeps) {
-  const limits = limitsOf(deps);
   return inngest.createFunction(
     {
       id: "embeddings-sweep",
@@ -19,7 +19,7 @@ export function embeddingsSweep(inngest: InngestClient, deps: FunctionDeps) {
       triggers: [cron(deps.config.EMBEDDINGS_SWEEP_CRON)],
       retries: 2,
       singleton: { mode: "skip" },
-      timeouts: { finish: "30m" },
+      timeouts: { finish: "10m" },
     },
     async ({ step, runId, attempt }) => {
       const expired = await step.run("expire-stale-jobs", () =>
@@ -31,23 +31,16 @@ export function embeddingsSweep(inngest: InngestClient, deps: FunctionDeps) {
       const targets = await step.run("list-targets", () =>
         mapped(attempt, async () => (await (await deps.context()).store.listTargets()).map((t) => t.name)),
       );
-      const results: Record<string, { processed: number; failed: number } | { error: string }> = {};
-      for (const target of targets) {
-        try {
-          results[target] = await runDueBatches(step, deps, {
-            target,
-            prefix: `sweep-${target}`,
-            workerId: `sweep:${runId}`,
-            batchSize: deps.config.EMBEDDINGS_BATCH_SIZE,
-            maxBatches: limits.sweepBatches,
-            attempt,
-          });
-        } catch (err) {
-          if (!(err instanceof StepError)) throw err;
-          results[target] = { error: err.message };
-        }
+      // At most 5,000 events per send: a page of targets per step.
+      for (let page = 0; page * 5000 < targets.length; page++) {
+        await step.sendEvent(
+          `fan-out-${page}`,
+          targets
+            .slice(page * 5000, (page + 1) * 5000)
+            .map((target) => targetSweep.create({ target }, { id: `sweep-${runId}-${target}` })),
+        );
       }
-      return { expiredJobs: expired.length, targets: results };
+      return { expiredJobs: expired.length, targets: targets.length };
     },
   );
 }

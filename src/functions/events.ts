@@ -21,20 +21,39 @@ export const backfillRequested = eventType("embeddings/backfill.requested", {
   }),
 });
 
+/**
+ * Cancels a backfill: by its job id, and (sent by the service when it knows it) by the id of the event
+ * that requested it, so a coordinator whose request carried no job id is cancelled too.
+ */
 export const backfillCancelled = eventType("embeddings/backfill.cancelled", {
-  schema: z.object({ jobId: z.uuid("jobId must be a UUID") }),
+  schema: z.object({
+    jobId: z.uuid("jobId must be a UUID"),
+    eventId: z.string().min(1).optional(),
+    reason: z.string().max(1000).optional(),
+  }),
 });
 
 /** Sent by the coordinator: one per worker lane, and again by a lane that used up its step budget. */
-export const backfillWorker = eventType("embeddings/backfill.worker", {
-  schema: z.object({
-    jobId: z.uuid(),
-    target: targetName,
-    batchSize: z.number().int().min(1).max(2048),
-    lane: z.number().int().min(0).max(63),
-    generation: z.number().int().min(0),
-    maxBatches: z.number().int().min(1).max(450),
-  }),
+export const backfillWorkerData = z.object({
+  jobId: z.uuid(),
+  target: targetName,
+  batchSize: z.number().int().min(1).max(2048),
+  lane: z.number().int().min(0).max(63),
+  generation: z.number().int().min(0),
+  /** The job's restart epoch (absent in events sent before epochs existed: 0). */
+  epoch: z.number().int().min(0).optional(),
+  maxBatches: z.number().int().min(1).max(450),
+});
+export const backfillWorker = eventType("embeddings/backfill.worker", { schema: backfillWorkerData });
+
+/** Sent by the sweep: one per target, so every target gets a run of its own each time. */
+export const targetSweep = eventType("embeddings/target.sweep", {
+  schema: z.object({ target: targetName }),
+});
+
+/** Sent by the dead-letter recovery: one per target. */
+export const targetRecover = eventType("embeddings/target.recover", {
+  schema: z.object({ target: targetName }),
 });
 
 export const rowsChanged = eventType("embeddings/rows.changed", {

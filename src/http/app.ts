@@ -4,6 +4,7 @@ import { serve } from "inngest/hono";
 import { createInngestClient, type InngestClient } from "../functions/client.js";
 import type { FunctionDeps } from "../functions/deps.js";
 import { createFunctions } from "../functions/index.js";
+import { inngestDev } from "../lib/config.js";
 import { createLogger } from "../lib/logger.js";
 import { createMetrics, type Metrics } from "../lib/ops/metrics.js";
 import { adminAuth, OPS_PATHS } from "./auth.js";
@@ -46,7 +47,19 @@ export function buildApp(
       onError: (c) => c.json({ error: "request body over 64 MiB" }, 413),
     }),
   );
-  app.on(["GET", "PUT", "POST"], "/api/inngest", serve({ client: inngest, functions }));
+  app.on(
+    ["GET", "PUT", "POST"],
+    "/api/inngest",
+    serve({
+      client: inngest,
+      functions,
+      // The URL Inngest is told to call: pinned when configured, so a sync request's Host header
+      // cannot point it elsewhere. In cloud mode without a pinned URL, only signed (in-band) syncs.
+      serveOrigin: deps.config.INNGEST_SERVE_ORIGIN,
+      servePath: deps.config.INNGEST_SERVE_PATH,
+      ...(inngestDev(deps.config) || deps.config.INNGEST_SERVE_ORIGIN ? {} : { enableUnauthedSync: false }),
+    }),
+  );
 
   app.get("/", (c) => c.body(DASHBOARD_HTML, 200, DASHBOARD_HEADERS));
   registerHealthRoute(app, routes);

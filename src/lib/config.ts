@@ -96,6 +96,16 @@ export const configSchema = z.object({
   INNGEST_SIGNING_KEY_FALLBACK: optionalString,
   INNGEST_EVENT_KEY: optionalString,
   INNGEST_BASE_URL: optionalString,
+  INNGEST_SERVE_ORIGIN: optionalString.pipe(
+    z
+      .string()
+      .refine((v) => /^https?:\/\/[^/?#\s]+\/?$/.test(v) && URL.canParse(v), {
+        message:
+          "must be the origin Inngest reaches this server at (scheme and host, no path), like https://embeddings.example.com",
+      })
+      .optional(),
+  ),
+  INNGEST_SERVE_PATH: optionalString,
   PORT: int(1, 65535).default(3000),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
@@ -117,6 +127,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (problems.length > 0) throw new ConfigError(`invalid configuration:\n${problems.join("\n")}`);
   return c;
+}
+
+/**
+ * Why the served app cannot take Inngest's requests, or null. Without dev mode every request must be
+ * signed, so a server without a signing key would answer 500 to all of them.
+ */
+export function serveProblem(config: Config): string | null {
+  if (inngestDev(config) || config.INNGEST_SIGNING_KEY) return null;
+  return "INNGEST_SIGNING_KEY is not set: Inngest Cloud signs every request and this server could verify none. Set INNGEST_SIGNING_KEY (Inngest Cloud: Manage > Signing key), or INNGEST_DEV=1 for a local dev server";
 }
 
 /** Inngest runs in dev mode (no signing) only when explicitly asked. */

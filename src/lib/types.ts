@@ -62,6 +62,8 @@ export interface ClaimResult {
   skipped: number;
   /** Empty content: dead-lettered, nothing to embed. */
   empty: number;
+  /** With a job: its status. Nothing is claimed unless it is running. */
+  jobStatus?: JobStatus | null;
 }
 
 export interface WriteItem {
@@ -103,7 +105,39 @@ export interface Job {
   finishedAt: string | null;
   heartbeatAt: string | null;
   lastError: string | null;
+  /** Restart generation of the job's workers: a Replay that revives the job fans out under the next. */
+  epoch: number;
+  /** The event that requested the job (a backfill), when there was one. */
+  eventId: string | null;
+  /** Seeding covered the whole table: a revived job does not seed again. */
+  seeded: boolean;
+  /** How many times a Replay or Rerun revived the job. */
+  restarts: number;
+  /** Worker lanes the job fanned out to. */
+  lanes: number | null;
   created?: boolean;
+}
+
+/** What starting a job decided: whether workers should be started, and whether it was a revival. */
+export interface StartedJob extends Job {
+  fanOut: boolean;
+  revived: boolean;
+}
+
+/** A worker run's start: a Replay or Rerun of a worker run revives its failed job. */
+export interface LaneStart extends StartedJob {
+  replay: boolean;
+}
+
+export interface CancelledJob {
+  id: string;
+  /** The job existed; false: it was cancelled ahead, and is born cancelled if it ever starts. */
+  known: boolean;
+  cancelled: boolean;
+  status: JobStatus;
+  previousStatus: JobStatus | null;
+  target: string | null;
+  eventId?: string | null;
 }
 
 export interface EnqueueResult {
@@ -112,6 +146,8 @@ export interface EnqueueResult {
   alreadyEmbedded: number;
   last: string | null;
   done: boolean;
+  /** With a job that is no longer pending or running: its status; nothing was seeded. */
+  stopped?: JobStatus | "unknown";
 }
 
 export interface PendingSummary {
@@ -138,6 +174,8 @@ export interface TargetStatus {
   completed: number;
   failed: number;
   deadLetter: number;
+  /** Rows of a cancelled job, waiting for a later backfill to resume them. */
+  parked: number;
   nextRetryAt: string | null;
   jobs: Job[];
   /** Set when the target cannot be read (its table was dropped, a privilege was revoked). */

@@ -44,6 +44,8 @@ export function createTestApp(
     providerFor?: (target: Target, real: () => EmbeddingProvider) => EmbeddingProvider;
     limits?: Partial<Limits>;
     signingKey?: string;
+    /** Executor options: checkpointing (the SDK's production path), virtual time scale. */
+    harness?: { checkpointing?: boolean; timeScale?: number };
   } = {},
 ): TestApp {
   const config = testConfig(options.env);
@@ -63,6 +65,7 @@ export function createTestApp(
     client: () => built!.inngest,
     functions: () => built!.functions,
     signingKey: options.signingKey,
+    ...options.harness,
   });
   // Failures are the point of many tests: keep the SDK's own error logging off the console.
   const quiet = { info() {}, warn() {}, error() {}, debug() {} };

@@ -15,7 +15,7 @@ export function registerCancel(program: Command, cli: Cli): void {
     .option("--json", "machine-readable output")
     .addHelpText(
       "after",
-      "\nA job that already completed or failed is left as it is (exit 1); cancelling twice is fine (exit 0).",
+      "\nA job that already completed is left as it is (exit 1); cancelling twice is fine (exit 0); a job id that\ndoes not exist yet is cancelled ahead: a backfill with that id stops as soon as it starts.",
     )
     .action(async (jobId: string, o) => {
       let code: number = EXIT.ok;
@@ -26,7 +26,7 @@ export function registerCancel(program: Command, cli: Cli): void {
           cancelJob(ctx.store, jobId, {
             reason: "cancelled by the operator (embeddings cancel)",
             notify: inngestConfigured(ctx.config)
-              ? (job) => sendCancelled(cli.io.inngest(ctx.config), job.id)
+              ? (job) => sendCancelled(cli.io.inngest(ctx.config), job.id, job.eventId)
               : undefined,
           }),
         );
@@ -36,7 +36,10 @@ export function registerCancel(program: Command, cli: Cli): void {
           const event = r.eventSent
             ? "Inngest was told (embeddings/backfill.cancelled)"
             : `Inngest was not told (${r.eventError ?? "not configured"}); its lanes stop at their next batch anyway`;
-          return `cancelled job ${r.jobId} of ${r.target} (was ${r.previousStatus}); released ${r.released} leased rows\n${event}`;
+          if (!r.known) {
+            return `no job ${r.jobId} exists yet: its cancellation is recorded, and a backfill with this id stops as soon as it starts\n${event}`;
+          }
+          return `cancelled job ${r.jobId} of ${r.target} (was ${r.previousStatus}); released ${r.released} leased rows, parked ${r.parked} queued rows (a later backfill resumes them)\n${event}`;
         });
       } catch (err) {
         cli.fail(err);

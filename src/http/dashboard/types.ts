@@ -34,6 +34,7 @@ export interface TargetView {
   failed: number;
   deadLetter: number;
   untracked: number;
+  parked?: number;
   completedButNull: number;
   remaining: number;
   rate: { windowMinutes: number; perMinute: number };

@@ -107,6 +107,7 @@ export function targetCard(
       figure("Waiting to retry", num(t.failed), "failed"),
       figure("Dead letters", num(t.deadLetter), "dead-letter"),
       figure("Not yet seen", num(t.untracked), "untracked"),
+      figure("Parked (cancelled job)", num(t.parked ?? 0), "parked"),
       figure("Completed but NULL", num(t.completedButNull), "completed-but-null"),
       figure(`Rate (${t.rate.windowMinutes} min)`, `${num(Math.round(t.rate.perMinute))} rows/min`, "rate"),
       figure("ETA", eta, "eta"),

@@ -26,7 +26,7 @@ export function registerActionRoutes(app: Hono, r: RouteContext): void {
     const configured = inngestConfigured(r.deps.config);
     const result = await cancelJob(store, body.jobId, {
       reason: "cancelled by the operator (POST /cancel)",
-      notify: configured ? (job) => sendCancelled(r.inngest, job.id) : undefined,
+      notify: configured ? (job) => sendCancelled(r.inngest, job.id, job.eventId) : undefined,
     });
     if (!result.cancelled) {
       return c.json(
@@ -34,12 +34,19 @@ export function registerActionRoutes(app: Hono, r: RouteContext): void {
         409,
       );
     }
-    forWork(r.logger, { jobId: result.jobId, target: result.target, step: "http-cancel" }).info(
-      { released: result.released, eventSent: result.eventSent, eventError: result.eventError },
+    forWork(r.logger, { jobId: result.jobId, target: result.target ?? undefined, step: "http-cancel" }).info(
+      {
+        released: result.released,
+        parked: result.parked,
+        eventSent: result.eventSent,
+        eventError: result.eventError,
+      },
       "job cancelled",
     );
-    return c.json(
-      configured ? result : { ...result, eventError: "Inngest is not configured (no INNGEST_EVENT_KEY)" },
-    );
+    const answer = configured
+      ? result
+      : { ...result, eventError: "Inngest is not configured (no INNGEST_EVENT_KEY)" };
+    // A job that does not exist yet is cancelled ahead: accepted, it takes effect if the job starts.
+    return c.json(answer, result.known ? 200 : 202);
   });
 }

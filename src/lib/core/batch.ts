@@ -1,7 +1,7 @@
 import type { EmbeddingStore } from "../db/store.js";
 import { TargetConfigError } from "../errors.js";
 import type { EmbeddingProvider } from "../providers/provider.js";
-import type { Job, Target, WriteItem } from "../types.js";
+import type { Job, JobStatus, Target, WriteItem } from "../types.js";
 
 /**
  * One batch: claim -> build inputs -> embed -> write -> record progress. Engine-agnostic: the
@@ -27,6 +27,8 @@ export interface BatchOptions {
   batchSize: number;
   jobId?: string;
   leaseSeconds?: number;
+  /** Only these rows (the dead-letter recovery processes exactly the rows it queued again). */
+  ids?: readonly string[];
   signal?: AbortSignal;
 }
 
@@ -54,7 +56,25 @@ export interface BatchResult {
   nextRetryAt: string | null;
   /** The job after this batch's counters were added (when there is a job). */
   job?: Job;
+  /** The job is no longer running (cancelled, failed, completed elsewhere): nothing was claimed. */
+  stopped?: JobStatus;
 }
+
+const NOTHING: BatchResult = {
+  processed: 0,
+  failed: 0,
+  skipped: 0,
+  requeued: 0,
+  claimed: 0,
+  touched: 0,
+  tokens: 0,
+  requests: 0,
+  truncated: 0,
+  total: -1,
+  remaining: -1,
+  complete: false,
+  nextRetryAt: null,
+};
 
 export const DEFAULT_LEASE_SECONDS = 300;
 
@@ -118,7 +138,13 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
     workerId,
     options.batchSize,
     options.leaseSeconds ?? DEFAULT_LEASE_SECONDS,
+    { jobId: options.jobId, ids: options.ids },
   );
+  // The claim reports the job's status: a job cancelled or failed elsewhere stops here, before any
+  // provider call, with no separate read of the job.
+  if (claim.jobStatus && claim.jobStatus !== "running") {
+    return { ...NOTHING, stopped: claim.jobStatus };
+  }
   const ids = claim.items.map((i) => i.id);
   let processed = 0;
   let failed = 0;

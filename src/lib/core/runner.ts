@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import pRetry from "p-retry";
 import type { EmbeddingStore } from "../db/store.js";
-import { errorMessage, isRetryable } from "../errors.js";
+import { errorMessage, isRetryable, RateLimitedError } from "../errors.js";
 import type { EnqueueResult, Job, Target } from "../types.js";
 import { type BatchResult, type PipelineDeps, processBatch } from "./batch.js";
 
@@ -17,7 +17,7 @@ export const DEFAULT_SEED_PAGE = 5000;
 export async function seedTarget(
   store: EmbeddingStore,
   target: string,
-  options: { reembed?: boolean; pageSize?: number; signal?: AbortSignal } = {},
+  options: { reembed?: boolean; pageSize?: number; signal?: AbortSignal; jobId?: string } = {},
 ): Promise<{ scanned: number; queued: number; alreadyEmbedded: number; pages: number }> {
   let after: string | null = null;
   const totals = { scanned: 0, queued: 0, alreadyEmbedded: 0, pages: 0 };
@@ -25,7 +25,14 @@ export async function seedTarget(
     options.signal?.throwIfAborted();
     const cursor: string | null = after;
     const page: EnqueueResult = await withRetries(
-      () => store.enqueue(target, cursor, options.pageSize ?? DEFAULT_SEED_PAGE, options.reembed ?? false),
+      () =>
+        store.enqueue(
+          target,
+          cursor,
+          options.pageSize ?? DEFAULT_SEED_PAGE,
+          options.reembed ?? false,
+          options.jobId,
+        ),
       { signal: options.signal },
     );
     totals.scanned += page.scanned;
@@ -87,12 +94,38 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Ctrl-C: the job ends cancelled, its leases go back and its queued rows are parked; running the
+ * target again resumes them (its seeding takes back a cancelled job's rows).
+ */
+async function cancelRun(store: EmbeddingStore, target: string, jobId: string, reason: string): Promise<Job> {
+  await store.cancelJob(jobId, reason);
+  await store.releasePrefix(target, `${jobId}:`).catch(() => undefined);
+  for (let parked = 1; parked > 0; ) parked = (await store.parkJob(jobId)).parked;
+  return store.getJob(jobId);
+}
+
+/**
+ * Waits out a provider's rate limit for as long as it lasts, without spending a retry: a 429 storm
+ * slows a run, it never fails it. Other errors go to the caller.
+ */
+async function throughRateLimits<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof RateLimitedError) || signal?.aborted) throw err;
+      await sleep(Math.min(Math.max(err.retryAfterMs ?? 1000, 250), 60_000), signal);
+    }
+  }
+}
+
 /** Retries a call that failed for a transient reason (deadlock, lock timeout, lost connection). */
 function withRetries<T>(
   fn: () => Promise<T>,
   options: { retries?: number; signal?: AbortSignal },
 ): Promise<T> {
-  return pRetry(fn, {
+  return pRetry(() => throughRateLimits(fn, options.signal), {
     retries: options.retries ?? 6,
     minTimeout: 500,
     maxTimeout: 30_000,
@@ -100,7 +133,7 @@ function withRetries<T>(
     // A malformed response is retried once, then it is a configuration problem.
     shouldRetry: ({ error, attemptNumber }) => isRetryable(error, { attempt: attemptNumber - 1 }),
     onFailedAttempt: async ({ error }) => {
-      // Honour the server's own delay (429 retry-after) on top of the exponential backoff.
+      // Honour the server's own delay (a 5xx with retry-after) on top of the exponential backoff.
       const after = (error as { retryAfterMs?: number }).retryAfterMs;
       if (after && after > 0) await sleep(Math.min(after, 60_000), options.signal);
     },
@@ -118,15 +151,17 @@ export async function runTarget(deps: PipelineDeps, options: RunOptions): Promis
   });
   let seeded: Awaited<ReturnType<typeof seedTarget>>;
   try {
-    seeded = await seedTarget(store, target.name, { reembed: options.reembed, signal: options.signal });
+    seeded = await seedTarget(store, target.name, {
+      reembed: options.reembed,
+      signal: options.signal,
+      jobId: job.id,
+    });
   } catch (err) {
     // A job is never left pending without a word: it ends failed (or cancelled on Ctrl-C) with why.
     const cancelled = options.signal?.aborted === true;
-    job = await store.finishJob(
-      job.id,
-      cancelled ? "cancelled" : "failed",
-      cancelled ? "cancelled by the operator (Ctrl-C) while seeding" : `seeding failed: ${errorMessage(err)}`,
-    );
+    if (cancelled)
+      job = await cancelRun(store, target.name, job.id, "cancelled by the operator (Ctrl-C) while seeding");
+    else job = await store.finishJob(job.id, "failed", `seeding failed: ${errorMessage(err)}`);
     if (cancelled) {
       return {
         job,
@@ -187,8 +222,7 @@ export async function runTarget(deps: PipelineDeps, options: RunOptions): Promis
   await Promise.all(Array.from({ length: Math.max(1, options.parallelism) }, (_, n) => worker(n)));
 
   if (options.signal?.aborted) {
-    await store.releasePrefix(target.name, `${job.id}:`).catch(() => undefined);
-    job = await store.finishJob(job.id, "cancelled", "cancelled by the operator (Ctrl-C)");
+    job = await cancelRun(store, target.name, job.id, "cancelled by the operator (Ctrl-C)");
     return { job, seeded, elapsedMs: Date.now() - started, cancelled: true, waiting };
   }
   if (failure) {

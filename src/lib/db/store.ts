@@ -1,13 +1,16 @@
 import type {
+  CancelledJob,
   ClaimResult,
   DeadLetter,
   EnqueueResult,
   Job,
   JobKind,
+  LaneStart,
   PendingSummary,
   QueueCounts,
   RegisteredTarget,
   RegisterTargetInput,
+  StartedJob,
   Target,
   TargetActivity,
   TargetCheck,
@@ -75,21 +78,41 @@ export class EmbeddingStore {
     return this.api.call<TargetCheck>("embedding_check_target", { p_name: name });
   }
 
-  enqueue(target: string, after: string | null, limit: number, reembed = false): Promise<EnqueueResult> {
+  /** One seeding page; with a job, the rows it queues belong to the job and the job's heartbeat beats. */
+  enqueue(
+    target: string,
+    after: string | null,
+    limit: number,
+    reembed = false,
+    jobId?: string,
+  ): Promise<EnqueueResult> {
     return this.api.call<EnqueueResult>("embedding_enqueue", {
       p_target: target,
       p_after: after,
       p_limit: limit,
       p_reembed: reembed,
+      p_job: jobId,
     });
   }
 
-  claim(target: string, worker: string, limit: number, leaseSeconds: number): Promise<ClaimResult> {
+  /**
+   * Claims due rows. With `jobId` the job's status comes back and nothing is claimed unless it is
+   * running; with `ids`, only those rows.
+   */
+  claim(
+    target: string,
+    worker: string,
+    limit: number,
+    leaseSeconds: number,
+    options: { ids?: readonly string[]; jobId?: string } = {},
+  ): Promise<ClaimResult> {
     return this.api.call<ClaimResult>("embedding_claim", {
       p_target: target,
       p_worker: worker,
       p_limit: limit,
       p_lease_seconds: leaseSeconds,
+      p_ids: options.ids,
+      p_job: options.jobId,
     });
   }
 
@@ -131,16 +154,19 @@ export class EmbeddingStore {
   async retry(
     target: string,
     options: { ids?: string[]; deadLetterOnly?: boolean; transientOnly?: boolean; limit?: number } = {},
-  ): Promise<{ requeued: number; invalid: string[] }> {
+  ): Promise<{ requeued: number; ids: string[]; invalid: string[] }> {
     const ids = options.ids ? splitNul(options.ids) : undefined;
-    const r = await this.api.call<{ requeued: number; invalid?: string[] }>("embedding_retry", {
-      p_target: target,
-      p_ids: ids ? ids.valid : null,
-      p_dead_letter_only: options.deadLetterOnly ?? true,
-      p_transient_only: options.transientOnly ?? false,
-      p_limit: options.limit ?? 1000,
-    });
-    return { requeued: r.requeued, invalid: [...(ids?.nul ?? []), ...(r.invalid ?? [])] };
+    const r = await this.api.call<{ requeued: number; ids?: string[]; invalid?: string[] }>(
+      "embedding_retry",
+      {
+        p_target: target,
+        p_ids: ids ? ids.valid : null,
+        p_dead_letter_only: options.deadLetterOnly ?? true,
+        p_transient_only: options.transientOnly ?? false,
+        p_limit: options.limit ?? 1000,
+      },
+    );
+    return { requeued: r.requeued, ids: r.ids ?? [], invalid: [...(ids?.nul ?? []), ...(r.invalid ?? [])] };
   }
 
   pendingSummary(target: string): Promise<PendingSummary> {
@@ -157,6 +183,7 @@ export class EmbeddingStore {
     idempotencyKey: string | null,
     options: Record<string, unknown> = {},
     jobId?: string,
+    eventId?: string,
   ): Promise<Job> {
     return this.api.call<Job>("embedding_job_create", {
       p_target: target,
@@ -164,6 +191,7 @@ export class EmbeddingStore {
       p_idempotency_key: idempotencyKey,
       p_options: options,
       p_job_id: jobId ?? null,
+      p_event_id: eventId,
     });
   }
 
@@ -177,8 +205,40 @@ export class EmbeddingStore {
     return { marked: r.marked, invalid: [...nul, ...(r.invalid ?? [])] };
   }
 
-  startJob(jobId: string): Promise<Job> {
-    return this.api.call<Job>("embedding_job_start", { p_job: jobId });
+  /**
+   * Starts a job. `revive` (the caller did not create the job: a Replay or Rerun) lets a failed job,
+   * or a running one nobody works on, run again under the next epoch. `fanOut`: start workers.
+   */
+  startJob(jobId: string, options: { revive?: boolean; staleSeconds?: number } = {}): Promise<StartedJob> {
+    return this.api.call<StartedJob>("embedding_job_start", {
+      p_job: jobId,
+      p_revive: options.revive,
+      p_stale_seconds: options.staleSeconds,
+    });
+  }
+
+  /** A worker run starts under `role` (its event id); a second run for a role is a Replay. */
+  laneStart(jobId: string, role: string, runId: string, staleSeconds?: number): Promise<LaneStart> {
+    return this.api.call<LaneStart>("embedding_job_lane_start", {
+      p_job: jobId,
+      p_role: role,
+      p_run_id: runId,
+      p_stale_seconds: staleSeconds,
+    });
+  }
+
+  setLanes(jobId: string, lanes: number): Promise<Job> {
+    return this.api.call<Job>("embedding_job_set_lanes", { p_job: jobId, p_lanes: lanes });
+  }
+
+  /** Cancels a job, final; a job that does not exist yet is cancelled ahead (born cancelled). */
+  cancelJob(jobId: string, reason: string): Promise<CancelledJob> {
+    return this.api.call<CancelledJob>("embedding_job_cancel", { p_job: jobId, p_reason: reason });
+  }
+
+  /** Parks up to `limit` of a cancelled job's queued rows; call until it parks nothing. */
+  parkJob(jobId: string, limit = 10_000): Promise<{ parked: number }> {
+    return this.api.call("embedding_job_park", { p_job: jobId, p_limit: limit });
   }
 
   getJob(jobId: string): Promise<Job> {

@@ -1,6 +1,6 @@
 import type { EmbeddingStore } from "../db/store.js";
 import { errorMessage, InputError } from "../errors.js";
-import type { Job, JobStatus } from "../types.js";
+import type { JobStatus } from "../types.js";
 
 /**
  * The operator's actions, shared by the HTTP routes and the CLI so both behave the same.
@@ -50,46 +50,64 @@ export async function retryRows(
 
 export interface CancelResult {
   jobId: string;
-  target: string;
-  /** False when the job had already finished as completed or failed: nothing was changed. */
+  /** null when the job does not exist yet. */
+  target: string | null;
+  /** The job existed. False: the cancellation is recorded, and a job with this id is born cancelled. */
+  known: boolean;
+  /** False when the job had already completed: nothing was changed. */
   cancelled: boolean;
   status: JobStatus;
-  previousStatus: JobStatus;
+  previousStatus: JobStatus | null;
+  /** Leases of the job's workers given back. */
   released: number;
+  /** Queued rows of the job parked: no runner takes them until a later backfill resumes them. */
+  parked: number;
   eventSent: boolean;
   eventError?: string;
 }
 
 /**
- * Marks a job cancelled (final: a late failure handler cannot turn it back into failed), gives its
- * leases back so other workers can take the rows at once instead of waiting for the lease to
- * expire, then notifies the engine. The notification is best effort: worker lanes also stop on their
- * own at the next batch, because they read the job's status first.
+ * Cancels a job, final and immediate: the job ends cancelled (a late failure handler cannot turn it
+ * into failed, a Replay cannot revive it), its workers' leases go back, and its queued rows are
+ * parked page by page, so no lane, coordinator or sweep makes a provider call for them after this
+ * returns (a batch already in flight finishes). A job that does not exist yet (its coordinator has
+ * not run) is cancelled ahead. Then the engine is told; that is best effort: every claim reads the
+ * job's status anyway.
  */
 export async function cancelJob(
   store: EmbeddingStore,
   jobId: string,
-  options: { reason: string; notify?: (job: Job) => Promise<void> },
+  options: { reason: string; notify?: (job: { id: string; eventId: string | null }) => Promise<void> },
 ): Promise<CancelResult> {
-  const before = await store.getJob(jobId);
-  if (before.status === "completed" || before.status === "failed") {
+  const c = await store.cancelJob(jobId, options.reason);
+  if (c.known && !c.cancelled) {
     return {
       jobId,
-      target: before.target,
+      target: c.target,
+      known: true,
       cancelled: false,
-      status: before.status,
-      previousStatus: before.status,
+      status: c.status,
+      previousStatus: c.previousStatus,
       released: 0,
+      parked: 0,
       eventSent: false,
     };
   }
-  const job = await store.finishJob(jobId, "cancelled", options.reason);
-  const { released } = await store.releasePrefix(job.target, `${job.id}:`);
+  let released = 0;
+  let parked = 0;
+  if (c.known && c.target) {
+    released = (await store.releasePrefix(c.target, `${jobId}:`)).released;
+    for (;;) {
+      const page = await store.parkJob(jobId);
+      parked += page.parked;
+      if (page.parked === 0) break;
+    }
+  }
   let eventSent = false;
   let eventError: string | undefined;
   if (options.notify) {
     try {
-      await options.notify(job);
+      await options.notify({ id: jobId, eventId: c.eventId ?? null });
       eventSent = true;
     } catch (err) {
       eventError = errorMessage(err);
@@ -97,11 +115,13 @@ export async function cancelJob(
   }
   return {
     jobId,
-    target: job.target,
-    cancelled: job.status === "cancelled",
-    status: job.status,
-    previousStatus: before.status,
+    target: c.target,
+    known: c.known,
+    cancelled: true,
+    status: "cancelled",
+    previousStatus: c.previousStatus,
     released,
+    parked,
     eventSent,
     ...(eventError ? { eventError } : {}),
   };

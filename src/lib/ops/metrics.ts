@@ -26,7 +26,15 @@ export interface Metrics {
   render(read: () => Promise<StatusSnapshot>): Promise<{ contentType: string; body: string }>;
 }
 
-const ROW_STATES = ["pending", "processing", "completed", "failed", "dead_letter", "untracked"] as const;
+const ROW_STATES = [
+  "pending",
+  "processing",
+  "completed",
+  "failed",
+  "dead_letter",
+  "parked",
+  "untracked",
+] as const;
 
 export function createMetrics(options: { processMetrics?: boolean; prefix?: string } = {}): Metrics {
   const registry = new Registry();
@@ -129,6 +137,7 @@ export function createMetrics(options: { processMetrics?: boolean; prefix?: stri
           completed: t.completed,
           failed: t.failed,
           dead_letter: t.deadLetter,
+          parked: t.parked ?? 0,
           untracked: t.untracked,
         }[state];
         items.set({ target: t.target, state }, v);

@@ -1,4 +1,4 @@
-import type { Config } from "../config.js";
+import { type Config, inngestDev } from "../config.js";
 import { editedMigrations, loadMigrations, type Migration } from "../db/migrate.js";
 import type { EmbeddingStore } from "../db/store.js";
 import { errorMessage, isRetryable, TargetConfigError } from "../errors.js";
@@ -52,10 +52,21 @@ function missingMigrations(
 
 export async function preflight(
   deps: PreflightDeps,
-  options: { targets?: string[]; probe?: boolean } = {},
+  options: { targets?: string[]; probe?: boolean; needsEvents?: boolean } = {},
 ): Promise<PreflightReport> {
   const checks: Check[] = [];
   const { store, config } = deps;
+
+  // A backfill fans out by sending events: in cloud mode that needs the event key, and finding out
+  // after seeding a whole table is too late.
+  if (options.needsEvents && !inngestDev(config) && !config.INNGEST_EVENT_KEY) {
+    checks.push({
+      name: "inngest event key",
+      level: "config",
+      message: "INNGEST_EVENT_KEY is not set: the backfill cannot send its worker events to Inngest Cloud",
+      fix: "set INNGEST_EVENT_KEY (Inngest Cloud: Manage > Event keys), or INNGEST_DEV=1 with a dev server",
+    });
+  }
 
   // Secrets and credentials: presence and plausibility only.
   if (config.DATABASE_URL) {

@@ -1,23 +1,25 @@
 /**
- * Expression evaluation for the harness: trigger `if`, cancelOn `if` / `match`, waitForEvent `if`.
+ * Expression evaluation for the harness: trigger `if`, cancelOn `if` / `match`, waitForEvent `if`, and
+ * the `key` of concurrency and singleton.
  */
 
 export const nameMatches = (pattern: string, name: string): boolean =>
   pattern === name || (pattern.endsWith("*") && name.startsWith(pattern.slice(0, -1)));
 
 /*
- * A CEL subset for trigger `if`, cancelOn `if`/`match` and waitForEvent `if`: paths under `event` and
- * `async`, string/number/bool/null literals, == != < <= > >=, !, &&, || and parentheses. A missing field
- * makes the comparison false, as a CEL evaluation error does. Anything else throws, so a test never
- * silently passes on an expression the harness does not understand.
+ * A CEL subset: paths under `event` and `async` (top-level fields such as `event.id` and `event.ts`
+ * included), string/number/bool/null literals, + (numbers or strings), == != < <= > >=, !, &&, || and
+ * parentheses. A missing field makes a comparison false, as a CEL evaluation error does. Anything else
+ * throws, so a test never silently passes on an expression the harness does not understand.
  */
 type Token = { kind: "op" | "str" | "num" | "path"; value: string };
-const MISSING = Symbol("missing");
+/** What `evaluateValue` returns for a path that is not there (or an operation on one). */
+export const MISSING: unique symbol = Symbol("missing");
 
 function tokenize(expr: string): Token[] {
   const tokens: Token[] = [];
   const re =
-    /\s*(?:(==|!=|<=|>=|&&|\|\||[<>!()])|'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|(-?\d+(?:\.\d+)?)|([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*))/y;
+    /\s*(?:(==|!=|<=|>=|&&|\|\||[<>!()+])|'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|(-?\d+(?:\.\d+)?)|([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*))/y;
   let pos = 0;
   while (pos < expr.length) {
     if (/^\s*$/.test(expr.slice(pos))) break;
@@ -34,7 +36,16 @@ function tokenize(expr: string): Token[] {
   return tokens;
 }
 
+/** A boolean expression (`if`): true only when it evaluates to `true`. */
 export function evaluate(expr: string, scope: Record<string, unknown>): boolean {
+  return truthy(evaluateValue(expr, scope));
+}
+
+/**
+ * The value of an expression such as a concurrency key (`event.data.target`, `"global"`,
+ * `event.data.a + "-" + event.data.b`); `MISSING` when it reads a field that is not there.
+ */
+export function evaluateValue(expr: string, scope: Record<string, unknown>): unknown {
   const tokens = tokenize(expr);
   let i = 0;
   const peek = () => tokens[i];
@@ -74,12 +85,23 @@ export function evaluate(expr: string, scope: Record<string, unknown>): boolean 
     }
     return fail();
   };
+  const sum = (): unknown => {
+    let v = primary();
+    while (take("+")) {
+      const right = primary();
+      if (v === MISSING || right === MISSING) v = MISSING;
+      else if (typeof v === "number" && typeof right === "number") v = v + right;
+      else if (typeof v === "string" && typeof right === "string") v = v + right;
+      else fail();
+    }
+    return v;
+  };
   const comparison = (): unknown => {
-    const left = primary();
+    const left = sum();
     const t = peek();
     if (t?.kind !== "op" || !["==", "!=", "<", "<=", ">", ">="].includes(t.value)) return left;
     i++;
-    const right = primary();
+    const right = sum();
     if (left === MISSING || right === MISSING) return false;
     const eq = JSON.stringify(left) === JSON.stringify(right);
     switch (t.value) {
@@ -96,19 +118,26 @@ export function evaluate(expr: string, scope: Record<string, unknown>): boolean 
       }
     }
   };
+  // A lone operand keeps its value (a key expression); && and || make booleans.
   const and = (): unknown => {
-    let v = truthy(comparison());
-    while (take("&&")) v = truthy(comparison()) && v;
+    const first = comparison();
+    if (!take("&&")) return first;
+    let v = truthy(first);
+    do v = truthy(comparison()) && v;
+    while (take("&&"));
     return v;
   };
   const or = (): unknown => {
-    let v = truthy(and());
-    while (take("||")) v = truthy(and()) || v;
+    const first = and();
+    if (!take("||")) return first;
+    let v = truthy(first);
+    do v = truthy(and()) || v;
+    while (take("||"));
     return v;
   };
   const result = or();
   if (i !== tokens.length) fail();
-  return truthy(result);
+  return result;
 }
 
 const truthy = (v: unknown): boolean => v !== MISSING && v === true;

@@ -1,7 +1,7 @@
 /**
  * The Inngest SDK's HTTP protocol as the harness speaks it (inngest 4.24, docs/SDK_SPEC.md in
  * inngest/inngest): the shapes of events, memoised steps, ops and function configs, request signing
- * and step-id hashing. No executor state here.
+ * step-id hashing and the checkpoint API's key. No executor state here.
  */
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import canonicalizeModule from "canonicalize";
@@ -35,7 +35,11 @@ export interface SerializedError {
 
 export type MemoEntry = { type: "data"; data: unknown } | { type: "error"; error: SerializedError };
 
-export type RunStatus = "queued" | "running" | "completed" | "failed" | "cancelled";
+/** "skipped": a `singleton: { mode: "skip" }` run that found another run of its key active; never called. */
+export type RunStatus = "queued" | "running" | "completed" | "failed" | "cancelled" | "skipped";
+
+/** Why a run was cancelled. */
+export type CancelReason = "cancelOn" | "api" | "singleton" | "timeouts.start" | "timeouts.finish";
 
 export interface StepRecord {
   /** Userland id including the `:n` suffix the SDK gives repeated ids. */
@@ -46,7 +50,7 @@ export interface StepRecord {
   op: string;
   /** Op `name`: the sleep duration, the awaited event name, the step name. */
   name?: string;
-  /** Times the step's code ran (StepRun + StepError + StepFailed ops). */
+  /** Times the step's code ran (StepRun + StepError + StepFailed ops, checkpointed StepRuns included). */
   attempts: number;
   /** Undefined while the step is not memoised yet. */
   type?: "data" | "error";
@@ -62,9 +66,13 @@ export interface CallRecord {
   stepId: string;
   attempt: number;
   status: number;
+  /** Virtual time (ms) when the call started. */
+  at: number;
   /** Wall time of `app.request()` including reading the body. */
   ms: number;
   ops: string[];
+  /** Checkpoint posts accepted while this call was open (checkpointing mode). */
+  checkpoints: number;
   noRetry?: boolean;
   retryAfter?: string;
   /** Signed mode only: whether the SDK's response signature verified. */
@@ -86,7 +94,15 @@ export interface RunResult {
   /** Every `retry-after` the SDK sent for this run, step- or function-level. */
   retryAfter: string[];
   parentRunId?: string;
+  /** The cancelOn event's id, or for a singleton cancel the id of the run that replaced this one. */
   cancelledBy?: string;
+  cancelReason?: CancelReason;
+  /** For a skipped singleton run: the active run it found. */
+  skippedBy?: string;
+  /** Virtual times (ms): scheduled, first call made, and ended (completed, failed, cancelled, skipped). */
+  queuedAt: number;
+  startedAt?: number;
+  endedAt?: number;
 }
 
 export interface HarnessStats {
@@ -95,6 +111,8 @@ export interface HarnessStats {
   meanMs: number;
   runs: number;
   memoisedSteps: number;
+  /** `POST /v1/checkpoint/{runId}/async` requests received, accepted or not. */
+  checkpoints: number;
   byFn: Record<string, { calls: number; totalMs: number; runs: number }>;
 }
 
@@ -133,6 +151,17 @@ export interface HarnessOptions {
   signingKey?: string;
   /** Attempts for a function that sets no `retries` (Inngest's default: 3 retries). */
   maxAttemptsDefault?: number;
+  /**
+   * Virtual milliseconds each real millisecond of an HTTP call costs (default 1). 0 makes calls
+   * instantaneous, so virtual times are exact; a large value makes slow steps count against timeouts.
+   */
+  timeScale?: number;
+  /**
+   * Send `ctx.fn_id` and `ctx.qi_id` as the real server does, so the SDK checkpoints: it runs steps back
+   * to back inside one request and posts each result to `/v1/checkpoint/{runId}/async` (answered by
+   * `harness.fetch`). Off by default: one step per request, so call counts are easy to reason about.
+   */
+  checkpointing?: boolean;
 }
 
 export interface RunUntilIdleOptions {
@@ -144,12 +173,18 @@ export interface RunUntilIdleOptions {
 
 export interface Harness {
   readonly fetch: typeof fetch;
+  /** The virtual clock (ms since the epoch); starts at the real time when the harness is created. */
+  now(): number;
+  /** Moves the virtual clock forward, firing what falls due (timeouts; sleeps and retries become due). */
+  advance(ms: number): void;
   send(events: HarnessEvent | readonly HarnessEvent[]): Promise<{ ids: string[]; runIds: string[] }>;
   invokeCron(fnId: string): Promise<string>;
   invoke(fnId: string, data?: Record<string, unknown>): Promise<string>;
-  /** The dashboard's "Replay": a new run of the same function with the same event (same id). */
+  /** The dashboard's "Replay": a new run of the same function with the same event (same id, no dedup). */
   replay(runId: string): string;
+  /** Runs what is due; when nothing is due or in flight, jumps the clock to the next due item. */
   runUntilIdle(options?: RunUntilIdleOptions): Promise<RunResult[]>;
+  /** The REST API's cancel: emits `inngest/function.cancelled`. False when the run is not active. */
   cancel(runId: string): boolean;
   run(runId: string): RunResult | undefined;
   runs(fnId?: string): RunResult[];
@@ -161,12 +196,25 @@ export interface Harness {
   readonly unhandledRequests: readonly string[];
 }
 
-/** The parts of the SDK's function config (`getConfig` / in-band sync) the harness reads. */
+/** One concurrency constraint; `key` is an expression evaluated against the trigger event. */
+export interface ConcurrencyConfig {
+  limit: number;
+  key?: string;
+  scope?: "fn" | "env" | "account";
+}
+
+/**
+ * The parts of the SDK's function config (`getConfig` / in-band sync) the harness reads. Flow-control
+ * options are copied verbatim from the function options (InngestFunction.js:76,95-105).
+ */
 export interface FunctionConfig {
   id: string;
   triggers: { event?: string; expression?: string; cron?: string }[];
   steps: Record<string, { retries?: { attempts?: number } }>;
   cancel?: { event: string; if?: string; timeout?: string }[];
+  concurrency?: number | ConcurrencyConfig | ConcurrencyConfig[];
+  singleton?: { mode: "skip" | "cancel"; key?: string };
+  timeouts?: { start?: string; finish?: string };
 }
 
 /** One op of a 206 response (StepRun, StepError, StepPlanned, Sleep, ...). */
@@ -199,6 +247,16 @@ const hmacHex = (signingKey: string, message: string): string =>
   createHmac("sha256", signingKey.replace(/^signkey-\w+-/, ""))
     .update(message)
     .digest("hex");
+
+/**
+ * The bearer token the SDK sends to the Inngest API (checkpoints): the key's prefix kept, the rest
+ * replaced by the hex SHA-256 of its hex-decoded bytes (helpers/strings.js:88-93 `hashSigningKey`).
+ */
+export const hashSigningKey = (signingKey: string): string => {
+  const prefix = /^signkey-\w+-/.exec(signingKey)?.[0] ?? "";
+  const key = signingKey.slice(prefix.length);
+  return `${prefix}${createHash("sha256").update(Buffer.from(key, "hex")).digest("hex")}`;
+};
 
 /** The SDK signs response bodies verbatim (no canonicalisation). */
 export const verifyResponseSignature = (header: string | null, text: string, signingKey: string): boolean => {
