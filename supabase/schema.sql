@@ -1,6 +1,39 @@
 -- The current schema of embeddings-sync, generated from a database migrated with
 -- supabase/migrations (npm run schema:dump). Do not edit: change the schema with a new migration.
 
+CREATE TABLE public.embedding_chunks (
+  target_id integer NOT NULL,
+  row_id text NOT NULL,
+  doc_hash text NOT NULL,
+  chunk_index integer NOT NULL,
+  content text NOT NULL,
+  content_hash text NOT NULL,
+  tokens integer,
+  status text NOT NULL DEFAULT 'pending'::text,
+  in_place boolean NOT NULL DEFAULT false,
+  vector real[],
+  priority integer NOT NULL DEFAULT 0,
+  attempts integer NOT NULL DEFAULT 0,
+  max_attempts integer NOT NULL DEFAULT 3,
+  next_retry_at timestamp with time zone NOT NULL DEFAULT now(),
+  locked_until timestamp with time zone,
+  worker_id text,
+  last_error text,
+  error_kind text,
+  job_id uuid,
+  updated_at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE public.embedding_chunks ADD CONSTRAINT embedding_chunks_chunk_index_check CHECK (chunk_index >= 0);
+ALTER TABLE public.embedding_chunks ADD CONSTRAINT embedding_chunks_error_kind_check CHECK (error_kind = ANY (ARRAY['transient'::text, 'permanent'::text]));
+ALTER TABLE public.embedding_chunks ADD CONSTRAINT embedding_chunks_pkey PRIMARY KEY (target_id, row_id, doc_hash, chunk_index);
+ALTER TABLE public.embedding_chunks ADD CONSTRAINT embedding_chunks_status_check CHECK (status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text, 'dead_letter'::text]));
+ALTER TABLE public.embedding_chunks ADD CONSTRAINT embedding_chunks_target_id_row_id_fkey FOREIGN KEY (target_id, row_id) REFERENCES embedding_items(target_id, row_id) ON DELETE CASCADE;
+CREATE INDEX embedding_chunks_due_idx ON public.embedding_chunks USING btree (target_id, priority DESC, next_retry_at) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text]));
+CREATE INDEX embedding_chunks_leased_idx ON public.embedding_chunks USING btree (target_id, locked_until) WHERE (status = 'processing'::text);
+CREATE INDEX embedding_chunks_status_idx ON public.embedding_chunks USING btree (target_id, status);
+ALTER TABLE public.embedding_chunks ENABLE ROW LEVEL SECURITY;
+-- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
+
 CREATE TABLE public.embedding_items (
   target_id integer NOT NULL,
   row_id text NOT NULL,
@@ -20,15 +53,17 @@ CREATE TABLE public.embedding_items (
   enqueued_at timestamp with time zone NOT NULL DEFAULT now(),
   updated_at timestamp with time zone NOT NULL DEFAULT now(),
   embedded_at timestamp with time zone,
-  job_id uuid
+  job_id uuid,
+  chunk_hash text,
+  chunk_count integer
 );
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_error_kind_check CHECK (error_kind = ANY (ARRAY['transient'::text, 'permanent'::text]));
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_pkey PRIMARY KEY (target_id, row_id);
-ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_status_check CHECK (status = ANY (ARRAY['pending'::text, 'processing'::text, 'completed'::text, 'failed'::text, 'dead_letter'::text, 'parked'::text]));
+ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_status_check CHECK (status = ANY (ARRAY['pending'::text, 'processing'::text, 'chunked'::text, 'completed'::text, 'failed'::text, 'dead_letter'::text, 'parked'::text]));
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_target_id_fkey FOREIGN KEY (target_id) REFERENCES embedding_targets(id) ON DELETE CASCADE;
 CREATE INDEX embedding_items_due_idx ON public.embedding_items USING btree (target_id, priority DESC, next_retry_at) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text]));
 CREATE INDEX embedding_items_embedded_idx ON public.embedding_items USING btree (target_id, embedded_at) INCLUDE (tokens) WHERE (tokens IS NOT NULL);
-CREATE INDEX embedding_items_job_idx ON public.embedding_items USING btree (job_id) WHERE ((job_id IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'failed'::text])));
+CREATE INDEX embedding_items_job_idx ON public.embedding_items USING btree (job_id) WHERE ((job_id IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'failed'::text, 'chunked'::text])));
 CREATE INDEX embedding_items_leased_idx ON public.embedding_items USING btree (target_id, locked_until) WHERE (status = 'processing'::text);
 CREATE INDEX embedding_items_status_idx ON public.embedding_items USING btree (target_id, status);
 ALTER TABLE public.embedding_items ENABLE ROW LEVEL SECURITY;
@@ -76,7 +111,9 @@ CREATE TABLE public.embedding_jobs (
   event_id text,
   seeded boolean NOT NULL DEFAULT false,
   restarts integer NOT NULL DEFAULT 0,
-  lanes integer
+  lanes integer,
+  chunks_total bigint NOT NULL DEFAULT 0,
+  chunks_embedded bigint NOT NULL DEFAULT 0
 );
 ALTER TABLE public.embedding_jobs ADD CONSTRAINT embedding_jobs_idempotency_key_key UNIQUE (idempotency_key);
 ALTER TABLE public.embedding_jobs ADD CONSTRAINT embedding_jobs_kind_check CHECK (kind = ANY (ARRAY['backfill'::text, 'run'::text, 'sweep'::text, 'recovery'::text]));
@@ -121,8 +158,21 @@ CREATE TABLE public.embedding_targets (
   table_oid oid,
   content_refs text[],
   trust_existing boolean NOT NULL DEFAULT true,
-  registered_by text
+  registered_by text,
+  chunk_schema text,
+  chunk_table text,
+  chunk_oid oid,
+  chunk_embedding_column text,
+  chunk_tokens integer,
+  chunk_overlap integer,
+  batch_limit integer,
+  batch_limit_reason text,
+  batch_limit_at timestamp with time zone,
+  batch_limit_successes integer NOT NULL DEFAULT 0
 );
+ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_batch_limit_check CHECK (batch_limit IS NULL OR batch_limit >= 1 AND batch_limit <= 10000);
+ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_chunk_overlap_check CHECK (chunk_overlap IS NULL OR chunk_overlap >= 0 AND chunk_overlap <= 4095);
+ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_chunk_tokens_check CHECK (chunk_tokens IS NULL OR chunk_tokens >= 16 AND chunk_tokens <= 8191);
 ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_dimensions_check CHECK (dimensions >= 1 AND dimensions <= 16000);
 ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_embedding_kind_check CHECK (embedding_kind = ANY (ARRAY['vector'::text, 'halfvec'::text, 'real[]'::text, 'double precision[]'::text]));
 ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_max_attempts_check CHECK (max_attempts >= 1 AND max_attempts <= 100);
@@ -251,6 +301,32 @@ BEGIN
   END IF;
 END $function$;
 
+-- embedding_batch_limit_success(text,integer,integer); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_batch_limit_success(p_target text, p_size integer, p_requested integer)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE t public.embedding_targets := public.embedding_target_row(p_target);
+BEGIN
+  IF t.batch_limit IS NULL OR p_size < t.batch_limit THEN
+    RETURN jsonb_build_object('batchLimit', t.batch_limit, 'changed', false);
+  END IF;
+  IF t.batch_limit_successes + 1 < 5 THEN
+    UPDATE public.embedding_targets SET batch_limit_successes = batch_limit_successes + 1 WHERE id = t.id;
+    RETURN jsonb_build_object('batchLimit', t.batch_limit, 'changed', false);
+  END IF;
+  UPDATE public.embedding_targets
+     SET batch_limit = CASE WHEN ceil(batch_limit * 1.5) >= p_requested THEN NULL ELSE ceil(batch_limit * 1.5)::integer END,
+         batch_limit_reason = CASE WHEN ceil(batch_limit * 1.5) >= p_requested THEN NULL
+                                   ELSE 'growing back after batches without a timeout' END,
+         batch_limit_at = now(), batch_limit_successes = 0
+   WHERE id = t.id RETURNING * INTO t;
+  RETURN jsonb_build_object('batchLimit', t.batch_limit, 'changed', true);
+END $function$;
+
 -- embedding_caller(); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_caller()
  RETURNS text
@@ -269,11 +345,14 @@ AS $function$
 DECLARE
   t public.embedding_targets;
   v_rel regclass;
+  v_crel regclass;
   v_problems jsonb := '[]'::jsonb;
   v_col text;
   v_typmod integer;
   v_typname text;
   v_name text;
+  v_emb_rel regclass;
+  v_emb_col text;
 BEGIN
   SELECT * INTO t FROM public.embedding_targets WHERE name = p_name;
   IF NOT FOUND THEN
@@ -289,20 +368,736 @@ BEGIN
       v_problems := v_problems || to_jsonb(format('column %I is missing from %s', v_col, v_name));
     END IF;
   END LOOP;
-  SELECT a.atttypmod, ty.typname INTO v_typmod, v_typname FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
-   WHERE a.attrelid = v_rel AND a.attname = t.embedding_column AND NOT a.attisdropped;
-  IF v_typname IN ('vector', 'halfvec') AND v_typmod > 0 AND v_typmod <> t.dimensions THEN
-    v_problems := v_problems || to_jsonb(format('column %I is %s(%s) but the target expects %s dimensions', t.embedding_column, v_typname, v_typmod, t.dimensions));
+  v_emb_rel := v_rel;
+  v_emb_col := t.embedding_column;
+  IF t.chunk_table IS NOT NULL THEN
+    v_crel := public.embedding_chunk_relation(t);
+    IF v_crel IS NULL THEN
+      v_problems := v_problems || to_jsonb(format('chunk table %I.%I no longer exists', t.chunk_schema, t.chunk_table));
+    ELSE
+      v_emb_rel := v_crel;
+      v_emb_col := t.chunk_embedding_column;
+      FOREACH v_col IN ARRAY ARRAY['document_id', 'chunk_index', 'content', t.chunk_embedding_column] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = v_crel AND a.attname = v_col AND a.attnum > 0 AND NOT a.attisdropped) THEN
+          v_problems := v_problems || to_jsonb(format('column %I is missing from chunk table %s', v_col, public.embedding_relation_name(v_crel)));
+        END IF;
+      END LOOP;
+    END IF;
+  END IF;
+  IF v_emb_rel IS NOT NULL THEN
+    SELECT a.atttypmod, ty.typname INTO v_typmod, v_typname FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid
+     WHERE a.attrelid = v_emb_rel AND a.attname = v_emb_col AND NOT a.attisdropped;
+    IF v_typname IN ('vector', 'halfvec') AND v_typmod > 0 AND v_typmod <> t.dimensions THEN
+      v_problems := v_problems || to_jsonb(format('column %I is %s(%s) but the target expects %s dimensions', v_emb_col, v_typname, v_typmod, t.dimensions));
+    END IF;
   END IF;
   IF jsonb_array_length(v_problems) = 0 THEN
     BEGIN
-      PERFORM public.embedding_assert_access(t, v_rel, true);
+      PERFORM public.embedding_assert_access(t, v_rel, t.chunk_table IS NULL);
+      IF v_crel IS NOT NULL THEN
+        PERFORM public.embedding_chunk_assert(t, v_crel, true);
+      END IF;
     EXCEPTION WHEN insufficient_privilege THEN
       v_problems := v_problems || to_jsonb(SQLERRM);
     END;
   END IF;
   RETURN jsonb_build_object('ok', jsonb_array_length(v_problems) = 0, 'problems', v_problems,
     'dimensions', t.dimensions, 'provider', t.provider, 'model', t.model);
+END $function$;
+
+-- embedding_chunk_assert(embedding_targets,regclass,boolean); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_assert(t embedding_targets, p_rel regclass, p_write boolean)
+ RETURNS void
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE v_caller text := public.embedding_caller();
+BEGIN
+  IF NOT has_table_privilege(v_caller, p_rel, 'SELECT')
+     OR (p_write AND NOT (has_table_privilege(v_caller, p_rel, 'INSERT') AND has_table_privilege(v_caller, p_rel, 'UPDATE')
+                          AND has_table_privilege(v_caller, p_rel, 'DELETE'))) THEN
+    RAISE EXCEPTION 'role % may not % the chunk table %', v_caller, CASE WHEN p_write THEN 'write' ELSE 'read' END,
+      public.embedding_relation_name(p_rel)
+      USING ERRCODE = '42501', HINT = format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I', public.embedding_relation_name(p_rel), v_caller);
+  END IF;
+END $function$;
+
+-- embedding_chunk_claim(text,text,integer,integer,text[],uuid); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_claim(p_target text, p_worker text, p_limit integer DEFAULT 20, p_lease_seconds integer DEFAULT 300, p_ids text[] DEFAULT NULL::text[], p_job uuid DEFAULT NULL::uuid)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE
+  t public.embedding_targets := public.embedding_chunk_target(p_target);
+  v_rel regclass;
+  v_crel regclass;
+  v_job_status text;
+  v_expired integer := 0;
+  v_n integer;
+  v_chunks jsonb := '[]';
+  v_taken integer := 0;
+  v_docs jsonb := '[]';
+  v_ready jsonb := '[]';
+  v_ids text[];
+  v_old_hashes text[];
+  v_old_models text[];
+  v_invalid integer := 0;
+  v_read jsonb;
+  v_gone text[] := '{}';
+  v_unchanged text[] := '{}';
+  v_blank text[] := '{}';
+  v_failed jsonb := '[]';
+BEGIN
+  IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+    RAISE EXCEPTION 'claim size % is out of range', p_limit USING ERRCODE = '22023', HINT = 'use a batch size of 1..10000';
+  END IF;
+  IF p_worker IS NULL OR length(p_worker) = 0 THEN
+    RAISE EXCEPTION 'worker id is required' USING ERRCODE = '22023';
+  END IF;
+  IF p_job IS NOT NULL THEN
+    UPDATE public.embedding_jobs SET heartbeat_at = now() WHERE id = p_job AND status = 'running'
+    RETURNING status INTO v_job_status;
+    IF v_job_status IS NULL THEN
+      SELECT status INTO v_job_status FROM public.embedding_jobs WHERE id = p_job;
+      IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown job %', p_job USING ERRCODE = 'P0002';
+      END IF;
+      RETURN jsonb_build_object('chunks', '[]'::jsonb, 'docs', '[]'::jsonb, 'ready', '[]'::jsonb, 'expired', 0,
+        'deleted', 0, 'skipped', 0, 'empty', 0, 'jobStatus', v_job_status);
+    END IF;
+  END IF;
+  v_rel := public.embedding_require_relation(t);
+  v_crel := public.embedding_require_chunk_relation(t);
+  PERFORM public.embedding_assert_access(t, v_rel, false);
+  PERFORM public.embedding_chunk_assert(t, v_crel, true);
+
+  -- 1. Expired leases.
+  WITH expired AS (
+    SELECT row_id, doc_hash, chunk_index FROM public.embedding_chunks
+     WHERE target_id = t.id AND status = 'processing' AND locked_until < now()
+     ORDER BY locked_until LIMIT p_limit
+       FOR UPDATE SKIP LOCKED
+  ), upd AS (
+    UPDATE public.embedding_chunks k
+       SET attempts = k.attempts + 1,
+           status = CASE WHEN k.attempts + 1 >= k.max_attempts THEN 'dead_letter' ELSE 'pending' END,
+           last_error = 'lease expired: the worker holding this chunk stopped before finishing (crash, deploy or timeout)',
+           error_kind = 'transient', locked_until = NULL, worker_id = NULL, next_retry_at = now(), updated_at = now()
+      FROM expired e
+     WHERE k.target_id = t.id AND k.row_id = e.row_id AND k.doc_hash = e.doc_hash AND k.chunk_index = e.chunk_index
+    RETURNING k.row_id, k.chunk_index, k.status, k.last_error
+  ), dead AS (
+    UPDATE public.embedding_items i
+       SET status = 'dead_letter', error_kind = 'transient', updated_at = now(),
+           last_error = format('chunk %s: %s', u.chunk_index, u.last_error)
+      FROM upd u WHERE u.status = 'dead_letter' AND i.target_id = t.id AND i.row_id = u.row_id AND i.status = 'chunked'
+    RETURNING 1
+  ) SELECT count(*) INTO v_n FROM upd;
+  v_expired := v_expired + v_n;
+  WITH expired AS (
+    SELECT row_id FROM public.embedding_items
+     WHERE target_id = t.id AND status = 'processing' AND locked_until < now()
+     ORDER BY locked_until LIMIT p_limit
+       FOR UPDATE SKIP LOCKED
+  ), upd AS (
+    UPDATE public.embedding_items i
+       SET attempts = i.attempts + 1,
+           status = CASE WHEN i.attempts + 1 >= i.max_attempts THEN 'dead_letter' ELSE 'pending' END,
+           last_error = 'lease expired: the worker cutting this document stopped before finishing (crash, deploy or timeout)',
+           error_kind = 'transient', locked_until = NULL, worker_id = NULL, next_retry_at = now(), updated_at = now()
+      FROM expired e WHERE i.target_id = t.id AND i.row_id = e.row_id
+    RETURNING 1
+  ) SELECT count(*) INTO v_n FROM upd;
+  v_expired := v_expired + v_n;
+
+  -- 2. Due chunks of documents whose chunk set is current (status 'chunked', same version). A
+  --    document with a dead chunk keeps its other chunks going, so retrying that one chunk is all a
+  --    person has to do.
+  WITH due AS (
+    SELECT k.row_id, k.doc_hash, k.chunk_index FROM public.embedding_chunks k
+      JOIN public.embedding_items i ON i.target_id = k.target_id AND i.row_id = k.row_id
+     WHERE k.target_id = t.id AND k.status IN ('pending', 'failed') AND k.next_retry_at <= now()
+       AND i.status IN ('chunked', 'dead_letter') AND i.chunk_hash = k.doc_hash
+       AND (p_ids IS NULL OR k.row_id = ANY (p_ids))
+       AND (k.job_id IS NULL OR NOT EXISTS (
+             SELECT 1 FROM public.embedding_jobs j WHERE j.id = k.job_id AND j.status = 'cancelled'))
+     ORDER BY k.priority DESC, k.next_retry_at, k.row_id, k.chunk_index
+     LIMIT p_limit
+       FOR UPDATE OF k SKIP LOCKED
+  ), upd AS (
+    UPDATE public.embedding_chunks k
+       SET status = 'processing', locked_until = now() + make_interval(secs => p_lease_seconds), worker_id = p_worker,
+           updated_at = now()
+      FROM due d
+     WHERE k.target_id = t.id AND k.row_id = d.row_id AND k.doc_hash = d.doc_hash AND k.chunk_index = d.chunk_index
+    RETURNING k.row_id, k.chunk_index, k.content, k.content_hash
+  )
+  SELECT coalesce(jsonb_agg(jsonb_build_object('id', row_id, 'index', chunk_index, 'content', content, 'hash', content_hash)
+           ORDER BY row_id, chunk_index), '[]'), count(*)
+    INTO v_chunks, v_taken FROM upd;
+
+  -- 3. Documents to cut.
+  IF v_taken < p_limit THEN
+    WITH due AS (
+      SELECT row_id FROM public.embedding_items i
+       WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()
+         AND (p_ids IS NULL OR row_id = ANY (p_ids))
+         AND (i.job_id IS NULL OR NOT EXISTS (
+               SELECT 1 FROM public.embedding_jobs j WHERE j.id = i.job_id AND j.status = 'cancelled'))
+       ORDER BY priority DESC, next_retry_at
+       LIMIT p_limit - v_taken
+         FOR UPDATE SKIP LOCKED
+    ), upd AS (
+      UPDATE public.embedding_items i
+         SET status = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN 'processing' ELSE 'dead_letter' END,
+             locked_until = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN now() + make_interval(secs => p_lease_seconds) END,
+             worker_id = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN p_worker END,
+             error_kind = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN i.error_kind ELSE 'permanent' END,
+             last_error = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN i.last_error
+                          ELSE format('id "%s" is not a valid %s: no source row can have it', i.row_id, t.id_type) END,
+             updated_at = now()
+        FROM due d WHERE i.target_id = t.id AND i.row_id = d.row_id
+      RETURNING i.row_id, i.status, i.content_hash, i.model
+    )
+    SELECT coalesce(array_agg(row_id) FILTER (WHERE status = 'processing'), '{}'),
+           array_agg(content_hash) FILTER (WHERE status = 'processing'),
+           array_agg(model) FILTER (WHERE status = 'processing'),
+           count(*) FILTER (WHERE status = 'dead_letter')
+      INTO v_ids, v_old_hashes, v_old_models, v_invalid FROM upd;
+
+    IF cardinality(v_ids) > 0 THEN
+      v_read := public.embedding_read_claimed(t, v_rel, v_ids, v_old_hashes, v_old_models);
+      SELECT coalesce(array_agg(x), '{}') INTO v_gone FROM jsonb_array_elements_text(v_read -> 'gone') AS x;
+      SELECT coalesce(array_agg(x), '{}') INTO v_unchanged FROM jsonb_array_elements_text(v_read -> 'unchanged') AS x;
+      SELECT coalesce(array_agg(x), '{}') INTO v_blank FROM jsonb_array_elements_text(v_read -> 'blank') AS x;
+      v_failed := v_read -> 'failed';
+      v_docs := v_read -> 'items';
+
+      IF cardinality(v_gone) + cardinality(v_blank) > 0 THEN
+        BEGIN
+          PERFORM public.embedding_chunk_delete_docs(t, v_crel, v_gone || v_blank);
+          DELETE FROM public.embedding_items i WHERE i.target_id = t.id AND i.row_id = ANY (v_gone)
+             AND i.status = 'processing' AND i.worker_id = p_worker;
+          -- An empty document has no chunks: that is its complete state.
+          UPDATE public.embedding_items i
+             SET status = 'completed', attempts = 0, locked_until = NULL, worker_id = NULL, last_error = NULL,
+                 error_kind = NULL, content_hash = NULL, chunk_hash = NULL, chunk_count = 0, tokens = 0,
+                 model = t.model, embedded_at = now(), updated_at = now()
+           WHERE i.target_id = t.id AND i.row_id = ANY (v_blank) AND i.status = 'processing' AND i.worker_id = p_worker;
+          DELETE FROM public.embedding_chunks k WHERE k.target_id = t.id AND k.row_id = ANY (v_blank);
+        EXCEPTION WHEN lock_not_available THEN
+          -- A swap of one of them holds its chunk rows right now: later.
+          UPDATE public.embedding_items i
+             SET status = 'pending', locked_until = NULL, worker_id = NULL, next_retry_at = now() + interval '5 seconds',
+                 updated_at = now()
+           WHERE i.target_id = t.id AND i.row_id = ANY (v_gone || v_blank) AND i.status = 'processing' AND i.worker_id = p_worker;
+          v_gone := '{}';
+          v_blank := '{}';
+        END;
+      END IF;
+      IF cardinality(v_unchanged) > 0 THEN
+        UPDATE public.embedding_items i
+           SET status = 'completed', attempts = 0, locked_until = NULL, worker_id = NULL, last_error = NULL,
+               error_kind = NULL, updated_at = now()
+         WHERE i.target_id = t.id AND i.row_id = ANY (v_unchanged) AND i.status = 'processing' AND i.worker_id = p_worker;
+      END IF;
+      IF jsonb_array_length(v_failed) > 0 THEN
+        UPDATE public.embedding_items i
+           SET status = 'dead_letter', locked_until = NULL, worker_id = NULL, error_kind = 'permanent',
+               last_error = left(f ->> 'error', 2000) || '; the row is queued again when its content changes',
+               content_hash = NULL, updated_at = now()
+          FROM jsonb_array_elements(v_failed) AS f
+         WHERE i.target_id = t.id AND i.row_id = f ->> 'id' AND i.status = 'processing' AND i.worker_id = p_worker;
+      END IF;
+    END IF;
+
+    -- 4. Documents embedded but not swapped.
+    IF v_taken + jsonb_array_length(v_docs) < p_limit THEN
+      SELECT coalesce(jsonb_agg(r.row_id), '[]') INTO v_ready FROM (
+        SELECT i.row_id FROM public.embedding_items i
+         WHERE i.target_id = t.id AND i.status = 'chunked'
+           AND (p_ids IS NULL OR i.row_id = ANY (p_ids))
+           AND NOT EXISTS (SELECT 1 FROM public.embedding_chunks k
+                            WHERE k.target_id = i.target_id AND k.row_id = i.row_id AND k.doc_hash = i.chunk_hash
+                              AND k.status <> 'completed')
+         LIMIT 10) AS r;
+    END IF;
+  END IF;
+
+  RETURN jsonb_build_object('chunks', v_chunks, 'docs', v_docs, 'ready', v_ready, 'expired', v_expired,
+    'deleted', cardinality(v_gone), 'skipped', cardinality(v_unchanged),
+    'empty', cardinality(v_blank), 'invalid', v_invalid + jsonb_array_length(v_failed), 'jobStatus', v_job_status);
+END $function$;
+
+-- embedding_chunk_delete_docs(embedding_targets,regclass,text[]); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_delete_docs(t embedding_targets, p_rel regclass, p_ids text[])
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+BEGIN
+  IF coalesce(cardinality(p_ids), 0) = 0 THEN RETURN; END IF;
+  EXECUTE format('DELETE FROM %s WHERE document_id = ANY ($1::%s[])', p_rel, t.id_type) USING p_ids;
+END $function$;
+
+-- embedding_chunk_fail(text,text,text[],integer[],text[],boolean); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_fail(p_target text, p_worker text, p_ids text[], p_indexes integer[], p_errors text[], p_permanent boolean DEFAULT false)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE
+  t public.embedding_targets := public.embedding_chunk_target(p_target);
+  v_failed integer;
+  v_dead integer;
+BEGIN
+  WITH u AS (
+    SELECT * FROM unnest(p_ids, p_indexes, p_errors) AS x(id, idx, err)
+  ), upd AS (
+    UPDATE public.embedding_chunks k
+       SET attempts = k.attempts + 1,
+           status = CASE WHEN p_permanent OR k.attempts + 1 >= k.max_attempts THEN 'dead_letter' ELSE 'failed' END,
+           error_kind = CASE WHEN p_permanent THEN 'permanent' ELSE 'transient' END,
+           last_error = left(coalesce(u.err, 'unknown error'), 2000),
+           next_retry_at = now() + make_interval(secs => t.backoff_seconds[least(k.attempts + 1, cardinality(t.backoff_seconds))]),
+           locked_until = NULL, worker_id = NULL, updated_at = now()
+      FROM u
+     WHERE k.target_id = t.id AND k.row_id = u.id AND k.chunk_index = u.idx AND k.status = 'processing' AND k.worker_id = p_worker
+    RETURNING k.row_id, k.chunk_index, k.status, k.error_kind, k.last_error
+  ), dead AS (
+    UPDATE public.embedding_items i
+       SET status = 'dead_letter', error_kind = u.error_kind, updated_at = now(),
+           last_error = left(format('chunk %s: %s', u.chunk_index, u.last_error), 2000)
+      FROM (SELECT DISTINCT ON (row_id) * FROM upd WHERE status = 'dead_letter' ORDER BY row_id, chunk_index) AS u
+     WHERE i.target_id = t.id AND i.row_id = u.row_id AND i.status = 'chunked'
+    RETURNING 1
+  )
+  SELECT count(*) FILTER (WHERE status = 'failed'), count(*) FILTER (WHERE status = 'dead_letter')
+    INTO v_failed, v_dead FROM upd;
+  RETURN jsonb_build_object('failed', v_failed, 'deadLettered', v_dead);
+END $function$;
+
+-- embedding_chunk_finalize(text,text[]); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_finalize(p_target text, p_ids text[])
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE
+  v_id text;
+  v_begin jsonb;
+  v_end jsonb;
+  v_out jsonb := jsonb_build_object('completed', '[]'::jsonb, 'stale', '[]'::jsonb, 'gone', '[]'::jsonb,
+    'busy', '[]'::jsonb, 'notReady', '[]'::jsonb, 'chunks', 0, 'written', 0);
+  v_key text;
+BEGIN
+  FOREACH v_id IN ARRAY coalesce(p_ids, '{}') LOOP
+    BEGIN
+      v_begin := public.embedding_chunk_swap_begin(p_target, v_id);
+      IF v_begin ->> 'state' = 'ready' THEN
+        v_out := jsonb_set(v_out, '{written}', to_jsonb((v_out ->> 'written')::bigint + (public.embedding_chunk_swap_part(
+          p_target, v_id, v_begin ->> 'hash', 0, (v_begin ->> 'count')::integer - 1) ->> 'written')::bigint));
+        v_end := public.embedding_chunk_swap_end(p_target, v_id, v_begin ->> 'hash');
+        v_key := CASE WHEN v_end ->> 'state' = 'completed' THEN 'completed' ELSE 'stale' END;
+        v_out := jsonb_set(v_out, '{chunks}', to_jsonb((v_out ->> 'chunks')::bigint + (v_end ->> 'chunks')::bigint));
+      ELSE
+        v_key := CASE v_begin ->> 'state' WHEN 'not-ready' THEN 'notReady' ELSE v_begin ->> 'state' END;
+      END IF;
+    EXCEPTION WHEN lock_not_available THEN
+      v_key := 'busy';
+    END;
+    v_out := jsonb_set(v_out, ARRAY[v_key], (v_out -> v_key) || to_jsonb(v_id));
+  END LOOP;
+  RETURN v_out;
+END $function$;
+
+-- embedding_chunk_plan(text,text,jsonb,integer,integer); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_plan(p_target text, p_worker text, p_docs jsonb, p_take integer DEFAULT 0, p_lease_seconds integer DEFAULT 300)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE
+  t public.embedding_targets := public.embedding_chunk_target(p_target);
+  v_crel regclass := public.embedding_require_chunk_relation(t);
+  d record;
+  v_job uuid;
+  v_max integer;
+  v_prio integer;
+  v_planned integer := 0;
+  v_reused integer := 0;
+  v_n integer;
+  v_r integer;
+  v_current text[] := '{}';
+  v_ready text[] := '{}';
+  v_stale text[] := '{}';
+  v_chunks jsonb := '[]';
+BEGIN
+  PERFORM public.embedding_chunk_assert(t, v_crel, true);
+  FOR d IN SELECT * FROM jsonb_to_recordset(p_docs -> 'pages') AS x(id text, hash text, "from" integer, chunks jsonb, last boolean) LOOP
+    UPDATE public.embedding_items i SET locked_until = now() + make_interval(secs => p_lease_seconds), updated_at = now()
+     WHERE i.target_id = t.id AND i.row_id = d.id AND i.status = 'processing' AND i.worker_id = p_worker
+    RETURNING i.job_id, i.max_attempts, i.priority INTO v_job, v_max, v_prio;
+    IF NOT FOUND THEN
+      v_stale := v_stale || d.id;
+      CONTINUE;
+    END IF;
+    EXECUTE format($q$
+      WITH new AS (
+        SELECT $5 + (x.o - 1)::integer AS idx, x.c ->> 'content' AS content, md5(x.c ->> 'content') AS h,
+               (x.c ->> 'tokens')::integer AS tokens
+          FROM jsonb_array_elements($1) WITH ORDINALITY AS x(c, o)
+      ), cur AS (
+        SELECT c.chunk_index AS idx, md5(c.content) AS h FROM %1$s AS c WHERE c.document_id = $2::%2$s
+      ), prev AS (
+        SELECT DISTINCT ON (content_hash) content_hash AS h, vector FROM public.embedding_chunks
+         WHERE target_id = $3 AND row_id = $2 AND doc_hash <> $4 AND status = 'completed' AND vector IS NOT NULL
+         ORDER BY content_hash
+      ), ins AS (
+        INSERT INTO public.embedding_chunks AS k (target_id, row_id, doc_hash, chunk_index, content, content_hash, tokens,
+            status, in_place, vector, max_attempts, job_id, priority)
+        SELECT $3, $2, $4, n.idx, n.content, n.h, n.tokens,
+               CASE WHEN same.idx IS NOT NULL OR moved.v IS NOT NULL OR prev.vector IS NOT NULL THEN 'completed' ELSE 'pending' END,
+               same.idx IS NOT NULL,
+               CASE WHEN same.idx IS NULL THEN coalesce(moved.v, prev.vector) END,
+               $6, $7, $8
+          FROM new n
+          LEFT JOIN cur AS same ON same.idx = n.idx AND same.h = n.h
+          LEFT JOIN LATERAL (
+            SELECT c.%3$I::real[] AS v FROM %1$s AS c
+             WHERE same.idx IS NULL AND c.document_id = $2::%2$s
+               AND c.chunk_index = (SELECT o.idx FROM cur AS o WHERE o.h = n.h ORDER BY o.idx LIMIT 1)
+          ) AS moved ON true
+          LEFT JOIN prev ON prev.h = n.h AND same.idx IS NULL AND moved.v IS NULL
+        ON CONFLICT (target_id, row_id, doc_hash, chunk_index) DO UPDATE
+          SET status = CASE WHEN k.status IN ('completed', 'processing') THEN k.status ELSE 'pending' END,
+              attempts = CASE WHEN k.status = 'completed' THEN k.attempts ELSE 0 END,
+              next_retry_at = now(), last_error = NULL, error_kind = NULL, job_id = EXCLUDED.job_id, updated_at = now()
+        RETURNING k.status
+      ) SELECT count(*), count(*) FILTER (WHERE status = 'completed') FROM ins
+    $q$, v_crel, t.id_type, t.chunk_embedding_column)
+    INTO v_n, v_r USING d.chunks, d.id, t.id, d.hash, coalesce(d."from", 0), v_max, v_job, v_prio;
+    v_planned := v_planned + v_n;
+    v_reused := v_reused + v_r;
+    IF coalesce(d.last, true) THEN
+      DELETE FROM public.embedding_chunks WHERE target_id = t.id AND row_id = d.id AND doc_hash <> d.hash;
+      UPDATE public.embedding_items i
+         SET status = 'chunked', chunk_hash = d.hash,
+             chunk_count = coalesce(d."from", 0) + jsonb_array_length(d.chunks),
+             locked_until = NULL, worker_id = NULL, updated_at = now()
+       WHERE i.target_id = t.id AND i.row_id = d.id;
+      v_current := v_current || d.id;
+      IF NOT EXISTS (SELECT 1 FROM public.embedding_chunks k
+                      WHERE k.target_id = t.id AND k.row_id = d.id AND k.doc_hash = d.hash AND k.status <> 'completed') THEN
+        v_ready := v_ready || d.id;
+      END IF;
+    END IF;
+  END LOOP;
+
+  IF coalesce(p_take, 0) > 0 AND cardinality(v_current) > 0 THEN
+    WITH due AS (
+      SELECT k.row_id, k.doc_hash, k.chunk_index FROM public.embedding_chunks k
+        JOIN public.embedding_items i ON i.target_id = k.target_id AND i.row_id = k.row_id
+       WHERE k.target_id = t.id AND k.row_id = ANY (v_current) AND k.status = 'pending'
+         AND i.status = 'chunked' AND i.chunk_hash = k.doc_hash
+       ORDER BY k.row_id, k.chunk_index
+       LIMIT p_take
+         FOR UPDATE OF k SKIP LOCKED
+    ), upd AS (
+      UPDATE public.embedding_chunks k
+         SET status = 'processing', locked_until = now() + make_interval(secs => p_lease_seconds), worker_id = p_worker,
+             updated_at = now()
+        FROM due AS u
+       WHERE k.target_id = t.id AND k.row_id = u.row_id AND k.doc_hash = u.doc_hash AND k.chunk_index = u.chunk_index
+      RETURNING k.row_id, k.chunk_index, k.content, k.content_hash
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object('id', row_id, 'index', chunk_index, 'content', content, 'hash', content_hash)
+             ORDER BY row_id, chunk_index), '[]')
+      INTO v_chunks FROM upd;
+  END IF;
+  RETURN jsonb_build_object('planned', v_planned, 'reused', v_reused, 'chunks', v_chunks, 'ready', to_jsonb(v_ready),
+    'stale', to_jsonb(v_stale));
+END $function$;
+
+-- embedding_chunk_relation(embedding_targets); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_relation(t embedding_targets)
+ RETURNS regclass
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE v_rel oid;
+BEGIN
+  IF t.chunk_table IS NULL THEN RETURN NULL; END IF;
+  SELECT oid INTO v_rel FROM pg_class WHERE oid = t.chunk_oid AND relkind IN ('r', 'p');
+  IF FOUND THEN RETURN v_rel::regclass; END IF;
+  RETURN to_regclass(format('%I.%I', t.chunk_schema, t.chunk_table));
+END $function$;
+
+-- embedding_chunk_release(text,text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_release(p_target text, p_worker text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE
+  t public.embedding_targets := public.embedding_chunk_target(p_target);
+  v_chunks integer;
+  v_docs integer;
+BEGIN
+  WITH upd AS (
+    UPDATE public.embedding_chunks k
+       SET status = CASE WHEN k.attempts > 0 THEN 'failed' ELSE 'pending' END, locked_until = NULL, worker_id = NULL,
+           updated_at = now()
+     WHERE k.target_id = t.id AND k.status = 'processing' AND k.worker_id = p_worker
+    RETURNING 1
+  ) SELECT count(*) INTO v_chunks FROM upd;
+  WITH upd AS (
+    UPDATE public.embedding_items i
+       SET status = CASE WHEN i.job_id IS NOT NULL AND EXISTS (
+                           SELECT 1 FROM public.embedding_jobs j WHERE j.id = i.job_id AND j.status = 'cancelled') THEN 'parked'
+                         WHEN i.attempts > 0 THEN 'failed' ELSE 'pending' END,
+           locked_until = NULL, worker_id = NULL, updated_at = now()
+     WHERE i.target_id = t.id AND i.status = 'processing' AND i.worker_id = p_worker
+    RETURNING 1
+  ) SELECT count(*) INTO v_docs FROM upd;
+  RETURN jsonb_build_object('released', v_chunks + v_docs, 'chunks', v_chunks, 'documents', v_docs);
+END $function$;
+
+-- embedding_chunk_retry(text,text,integer[]); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_retry(p_target text, p_id text, p_indexes integer[] DEFAULT NULL::integer[])
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE
+  t public.embedding_targets := public.embedding_chunk_target(p_target);
+  v_hash text;
+  v_n integer;
+BEGIN
+  SELECT chunk_hash INTO v_hash FROM public.embedding_items
+   WHERE target_id = t.id AND row_id = p_id AND chunk_hash IS NOT NULL AND status IN ('chunked', 'failed', 'dead_letter')
+     FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN jsonb_build_object('requeued', 0, 'indexes', '[]'::jsonb);
+  END IF;
+  WITH upd AS (
+    UPDATE public.embedding_chunks k
+       SET status = 'pending', attempts = 0, next_retry_at = now(), last_error = NULL, error_kind = NULL, updated_at = now()
+     WHERE k.target_id = t.id AND k.row_id = p_id AND k.doc_hash = v_hash AND k.status IN ('failed', 'dead_letter')
+       AND (p_indexes IS NULL OR k.chunk_index = ANY (p_indexes))
+    RETURNING k.chunk_index
+  ) SELECT count(*) INTO v_n FROM upd;
+  IF v_n > 0 THEN
+    UPDATE public.embedding_items SET status = 'chunked', attempts = 0, last_error = NULL, error_kind = NULL,
+           next_retry_at = now(), updated_at = now()
+     WHERE target_id = t.id AND row_id = p_id;
+  END IF;
+  RETURN jsonb_build_object('requeued', v_n,
+    'indexes', (SELECT coalesce(jsonb_agg(chunk_index ORDER BY chunk_index), '[]') FROM public.embedding_chunks
+                 WHERE target_id = t.id AND row_id = p_id AND doc_hash = v_hash AND status = 'pending'
+                   AND (p_indexes IS NULL OR chunk_index = ANY (p_indexes))));
+END $function$;
+
+-- embedding_chunk_swap_begin(text,text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_swap_begin(p_target text, p_id text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE
+  t public.embedding_targets := public.embedding_chunk_target(p_target);
+  v_rel regclass := public.embedding_require_relation(t);
+  v_crel regclass := public.embedding_require_chunk_relation(t);
+  i public.embedding_items;
+  v_found boolean;
+  v_hash text;
+  v_changed integer;
+BEGIN
+  PERFORM public.embedding_chunk_assert(t, v_crel, true);
+  IF NOT pg_try_advisory_xact_lock(hashtext('embedding_chunk_swap'), hashtext(t.id || ':' || p_id)) THEN
+    RETURN jsonb_build_object('state', 'busy');
+  END IF;
+  SELECT * INTO i FROM public.embedding_items WHERE target_id = t.id AND row_id = p_id;
+  IF NOT FOUND OR i.status <> 'chunked' THEN
+    RETURN jsonb_build_object('state', 'not-ready', 'status', i.status);
+  END IF;
+  IF EXISTS (SELECT 1 FROM public.embedding_chunks k
+              WHERE k.target_id = t.id AND k.row_id = p_id AND k.doc_hash = i.chunk_hash AND k.status <> 'completed') THEN
+    RETURN jsonb_build_object('state', 'not-ready', 'status', i.status);
+  END IF;
+  -- The document as it is now: gone, or with content other than what was cut (written with its
+  -- triggers off): then nothing is swapped in.
+  BEGIN
+    EXECUTE format('SELECT true, md5((%s)::text) FROM %s AS s WHERE s.%I = $1::%s', t.content_sql, v_rel, t.id_column, t.id_type)
+      INTO v_found, v_hash USING p_id;
+  EXCEPTION WHEN data_exception THEN
+    v_found := true;
+    v_hash := NULL;
+  END;
+  IF v_found IS NULL THEN
+    PERFORM public.embedding_chunk_delete_docs(t, v_crel, ARRAY[p_id]);
+    DELETE FROM public.embedding_items WHERE target_id = t.id AND row_id = p_id;
+    RETURN jsonb_build_object('state', 'gone');
+  END IF;
+  IF v_hash IS DISTINCT FROM i.chunk_hash THEN
+    PERFORM public.embedding_queue_row(t.id, p_id, t.max_attempts);
+    RETURN jsonb_build_object('state', 'stale');
+  END IF;
+  EXECUTE format('DELETE FROM %s WHERE document_id = $1::%s AND chunk_index >= $2', v_crel, t.id_type)
+    USING p_id, i.chunk_count;
+  SELECT count(*) INTO v_changed FROM public.embedding_chunks
+   WHERE target_id = t.id AND row_id = p_id AND doc_hash = i.chunk_hash AND NOT in_place;
+  RETURN jsonb_build_object('state', 'ready', 'count', i.chunk_count, 'changed', v_changed, 'hash', i.chunk_hash);
+END $function$;
+
+-- embedding_chunk_swap_end(text,text,text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_swap_end(p_target text, p_id text, p_hash text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE
+  t public.embedding_targets := public.embedding_chunk_target(p_target);
+  v_tokens bigint;
+  v_count integer;
+  v_done boolean;
+BEGIN
+  SELECT coalesce(sum(tokens), 0), count(*) INTO v_tokens, v_count FROM public.embedding_chunks
+   WHERE target_id = t.id AND row_id = p_id AND doc_hash = p_hash;
+  UPDATE public.embedding_items
+     SET status = 'completed', content_hash = p_hash, model = t.model, tokens = v_tokens, attempts = 0,
+         locked_until = NULL, worker_id = NULL, last_error = NULL, error_kind = NULL, embedded_at = now(), updated_at = now()
+   WHERE target_id = t.id AND row_id = p_id AND status = 'chunked' AND chunk_hash = p_hash
+  RETURNING true INTO v_done;
+  -- An edit that came during the swap has queued the document again: its next chunk set reuses
+  -- these vectors from the chunk table, so this version's working rows can go either way.
+  DELETE FROM public.embedding_chunks WHERE target_id = t.id AND row_id = p_id AND doc_hash = p_hash;
+  RETURN jsonb_build_object('state', CASE WHEN v_done THEN 'completed' ELSE 'stale' END, 'chunks', v_count, 'tokens', v_tokens);
+END $function$;
+
+-- embedding_chunk_swap_part(text,text,text,integer,integer); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_swap_part(p_target text, p_id text, p_hash text, p_from integer, p_to integer)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE
+  t public.embedding_targets := public.embedding_chunk_target(p_target);
+  v_crel regclass := public.embedding_require_chunk_relation(t);
+  v_n integer;
+BEGIN
+  PERFORM public.embedding_chunk_assert(t, v_crel, true);
+  EXECUTE format($q$
+    INSERT INTO %1$s AS c (document_id, chunk_index, content, %2$I)
+    SELECT $1::%3$s, k.chunk_index, k.content, k.vector::%4$s
+      FROM public.embedding_chunks k
+     WHERE k.target_id = $2 AND k.row_id = $1 AND k.doc_hash = $3 AND k.chunk_index BETWEEN $4 AND $5
+       AND NOT k.in_place AND k.status = 'completed'
+     ORDER BY k.chunk_index
+    ON CONFLICT (document_id, chunk_index) DO UPDATE SET content = EXCLUDED.content, %2$I = EXCLUDED.%2$I
+  $q$, v_crel, t.chunk_embedding_column, t.id_type, t.embedding_type_sql)
+  USING p_id, t.id, p_hash, p_from, p_to;
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  RETURN jsonb_build_object('written', v_n);
+END $function$;
+
+-- embedding_chunk_target(text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_target(p_target text)
+ RETURNS embedding_targets
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE t public.embedding_targets := public.embedding_target_row(p_target);
+BEGIN
+  IF t.chunk_table IS NULL THEN
+    RAISE EXCEPTION 'target "%" is not chunked', t.name USING ERRCODE = '22023',
+      HINT = 'register it with --chunks schema.chunk_table to embed its rows as chunks';
+  END IF;
+  RETURN t;
+END $function$;
+
+-- embedding_chunk_write(text,text,text[],integer[],text[],text[],integer[]); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_write(p_target text, p_worker text, p_ids text[], p_indexes integer[], p_hashes text[], p_vectors text[], p_tokens integer[] DEFAULT NULL::integer[])
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE
+  t public.embedding_targets := public.embedding_chunk_target(p_target);
+  v_n integer := coalesce(cardinality(p_ids), 0);
+  v_written integer;
+  v_docs text[];
+  v_bad_id text;
+  v_bad_index integer;
+  v_bad_dims integer;
+  v_ready jsonb;
+BEGIN
+  IF v_n = 0 THEN
+    RETURN jsonb_build_object('written', 0, 'stale', 0, 'ready', '[]'::jsonb);
+  END IF;
+  IF cardinality(p_indexes) <> v_n OR cardinality(p_hashes) <> v_n OR cardinality(p_vectors) <> v_n
+     OR (p_tokens IS NOT NULL AND cardinality(p_tokens) <> v_n) THEN
+    RAISE EXCEPTION 'chunk write arrays differ in length (ids %, indexes %, hashes %, vectors %)', v_n,
+      cardinality(p_indexes), cardinality(p_hashes), cardinality(p_vectors) USING ERRCODE = '22023';
+  END IF;
+  BEGIN
+    WITH parsed AS MATERIALIZED (
+      SELECT x.id, x.idx, x.h, x.tokens, x.k, b.v, coalesce(cardinality(b.v), 0) AS dims
+        FROM unnest(p_ids, p_indexes, p_hashes, p_vectors, coalesce(p_tokens, array_fill(NULL::integer, ARRAY[v_n])))
+             WITH ORDINALITY AS x(id, idx, h, vec, tokens, k)
+       CROSS JOIN LATERAL (SELECT replace(replace(x.vec, '[', '{'), ']', '}')::real[] AS v OFFSET 0) AS b
+    ), upd AS (
+      UPDATE public.embedding_chunks k
+         SET vector = p.v, status = 'completed', tokens = coalesce(p.tokens, k.tokens), attempts = 0,
+             locked_until = NULL, worker_id = NULL, last_error = NULL, error_kind = NULL, updated_at = now()
+        FROM parsed p
+       WHERE k.target_id = t.id AND k.row_id = p.id AND k.chunk_index = p.idx AND k.content_hash = p.h
+         AND k.status = 'processing' AND k.worker_id = p_worker AND p.dims = t.dimensions
+      RETURNING k.row_id
+    ), bad AS (
+      SELECT id, idx, dims FROM parsed WHERE dims <> t.dimensions ORDER BY k LIMIT 1
+    )
+    SELECT (SELECT count(*) FROM upd), (SELECT array_agg(DISTINCT row_id) FROM upd),
+           (SELECT id FROM bad), (SELECT idx FROM bad), (SELECT dims FROM bad)
+      INTO v_written, v_docs, v_bad_id, v_bad_index, v_bad_dims;
+  EXCEPTION WHEN data_exception THEN
+    RAISE EXCEPTION 'target "%": a chunk vector is not a list of numbers (%)', t.name, SQLERRM USING ERRCODE = '22000';
+  END;
+  IF v_bad_dims IS NOT NULL THEN
+    RAISE EXCEPTION 'target "%": expected % dimensions, got % (document %, chunk %)', t.name, t.dimensions, v_bad_dims, v_bad_id, v_bad_index
+      USING ERRCODE = '22000', HINT = format('configure the provider for %s dimensions, or alter the column to the model''s dimension', t.dimensions);
+  END IF;
+  SELECT coalesce(jsonb_agg(i.row_id), '[]') INTO v_ready FROM public.embedding_items i
+   WHERE i.target_id = t.id AND i.row_id = ANY (coalesce(v_docs, '{}')) AND i.status = 'chunked'
+     AND NOT EXISTS (SELECT 1 FROM public.embedding_chunks k
+                      WHERE k.target_id = i.target_id AND k.row_id = i.row_id AND k.doc_hash = i.chunk_hash
+                        AND k.status <> 'completed');
+  RETURN jsonb_build_object('written', v_written, 'stale', v_n - v_written, 'ready', v_ready);
 END $function$;
 
 -- embedding_claim(text,text,integer,integer,text[],uuid); grants: postgres=X/postgres service_role=X/postgres
@@ -443,6 +1238,36 @@ BEGIN
     'jobStatus', v_job_status);
 END $function$;
 
+-- embedding_column_type(regclass,text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_column_type(p_rel regclass, p_column text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  v_type oid;
+  v_typmod integer;
+  v_typname text;
+  v_nsp text;
+BEGIN
+  SELECT a.atttypid, a.atttypmod, ty.typname, n.nspname INTO v_type, v_typmod, v_typname, v_nsp
+    FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid JOIN pg_namespace n ON n.oid = ty.typnamespace
+   WHERE a.attrelid = p_rel AND a.attname = p_column AND a.attnum > 0 AND NOT a.attisdropped;
+  IF v_type IS NULL THEN RETURN NULL; END IF;
+  IF v_typname IN ('vector', 'halfvec') THEN
+    RETURN jsonb_build_object('kind', v_typname, 'typeSql', format('%I.%I', v_nsp, v_typname),
+      'dims', CASE WHEN v_typmod > 0 THEN v_typmod END);
+  ELSIF v_typname = '_float4' THEN
+    RETURN jsonb_build_object('kind', 'real[]', 'typeSql', 'real[]', 'dims', NULL);
+  ELSIF v_typname = '_float8' THEN
+    RETURN jsonb_build_object('kind', 'double precision[]', 'typeSql', 'double precision[]', 'dims', NULL);
+  END IF;
+  RAISE EXCEPTION 'embedding column "%" of % has type %, which cannot hold an embedding', p_column,
+    public.embedding_relation_name(p_rel), format_type(v_type, v_typmod)
+    USING ERRCODE = '22023', HINT = 'use vector(N) or halfvec(N) from pgvector, or real[] / double precision[] with --dimensions N';
+END $function$;
+
 -- embedding_dead_letters(text,integer); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_dead_letters(p_target text, p_limit integer DEFAULT 100)
  RETURNS jsonb
@@ -453,7 +1278,12 @@ AS $function$
 DECLARE t public.embedding_targets := public.embedding_target_row(p_target);
 BEGIN
   RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('id', row_id, 'error', last_error, 'errorKind', error_kind,
-            'attempts', attempts, 'updatedAt', updated_at) ORDER BY updated_at DESC), '[]'::jsonb)
+            'attempts', attempts, 'updatedAt', updated_at)
+            || CASE WHEN t.chunk_table IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('chunks',
+                 (SELECT coalesce(jsonb_agg(k.chunk_index ORDER BY k.chunk_index), '[]') FROM public.embedding_chunks k
+                   WHERE k.target_id = t.id AND k.row_id = d.row_id AND k.doc_hash = d.chunk_hash AND k.status = 'dead_letter'))
+               END
+            ORDER BY updated_at DESC), '[]'::jsonb)
             FROM (SELECT * FROM public.embedding_items WHERE target_id = t.id AND status = 'dead_letter'
                    ORDER BY updated_at DESC LIMIT least(greatest(p_limit, 1), 1000)) d);
 END $function$;
@@ -705,19 +1535,20 @@ AS $function$
 DECLARE
   v_cols text[] := coalesce(t.content_refs, t.content_columns, '{}');
   v_when text;
+  v_delete text := CASE WHEN t.chunk_table IS NULL THEN 'embedding_on_row_delete' ELSE 'embedding_on_doc_delete' END;
 BEGIN
   SELECT string_agg(format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', c), ' OR ') INTO v_when
     FROM unnest(v_cols || t.id_column) AS c;
   EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION public.embedding_on_row_change(%L, %L)',
     'embedding_' || t.name || '_ins', p_rel, t.id, t.id_column);
-  EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s FOR EACH ROW EXECUTE FUNCTION public.embedding_on_row_delete(%L, %L)',
-    'embedding_' || t.name || '_del', p_rel, t.id, t.id_column);
+  EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s FOR EACH ROW EXECUTE FUNCTION public.%I(%L, %L)',
+    'embedding_' || t.name || '_del', p_rel, v_delete, t.id, t.id_column);
   EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %s ON %s FOR EACH ROW WHEN (%s) EXECUTE FUNCTION public.embedding_on_row_change(%L, %L)',
     'embedding_' || t.name || '_upd',
     (SELECT string_agg(format('%I', c), ', ') FROM unnest(v_cols || t.id_column) AS c),
     p_rel, v_when, t.id, t.id_column);
-  EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %I ON %s FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION public.embedding_on_row_delete(%L, %L)',
-    'embedding_' || t.name || '_rekey', t.id_column, p_rel, t.id_column, t.id_column, t.id, t.id_column);
+  EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %I ON %s FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION public.%I(%L, %L)',
+    'embedding_' || t.name || '_rekey', t.id_column, p_rel, t.id_column, t.id_column, v_delete, t.id, t.id_column);
 END $function$;
 
 -- embedding_job_cancel(uuid,text); grants: postgres=X/postgres service_role=X/postgres
@@ -842,7 +1673,8 @@ AS $function$
     'itemsProcessed', j.items_processed, 'itemsFailed', j.items_failed, 'itemsSkipped', j.items_skipped,
     'tokens', j.tokens, 'requests', j.requests, 'createdAt', j.created_at, 'startedAt', j.started_at,
     'finishedAt', j.finished_at, 'heartbeatAt', j.heartbeat_at, 'lastError', j.last_error,
-    'epoch', j.epoch, 'eventId', j.event_id, 'seeded', j.seeded, 'restarts', j.restarts, 'lanes', j.lanes)
+    'epoch', j.epoch, 'eventId', j.event_id, 'seeded', j.seeded, 'restarts', j.restarts, 'lanes', j.lanes,
+    'chunksTotal', j.chunks_total, 'chunksEmbedded', j.chunks_embedded)
 $function$;
 
 -- embedding_job_lane_start(uuid,text,text,integer); grants: postgres=X/postgres service_role=X/postgres
@@ -878,7 +1710,7 @@ DECLARE v_n integer;
 BEGIN
   WITH pick AS (
     SELECT target_id, row_id FROM public.embedding_items
-     WHERE job_id = p_job AND status IN ('pending', 'failed')
+     WHERE job_id = p_job AND status IN ('pending', 'failed', 'chunked')
      LIMIT least(greatest(coalesce(p_limit, 10000), 1), 100000)
        FOR UPDATE SKIP LOCKED
   ), upd AS (
@@ -1025,6 +1857,26 @@ BEGIN
   RETURN jsonb_build_object('marked', v_n, 'invalid', v_invalid);
 END $function$;
 
+-- embedding_on_doc_delete(); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_on_doc_delete()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE v_max integer;
+BEGIN
+  BEGIN
+    SELECT max_attempts INTO v_max FROM public.embedding_targets WHERE id = TG_ARGV[0]::integer;
+    IF FOUND THEN
+      PERFORM public.embedding_queue_row(TG_ARGV[0]::integer, to_jsonb(OLD) ->> TG_ARGV[1], v_max);
+    END IF;
+  EXCEPTION WHEN others THEN
+    RAISE WARNING 'embedding sync: could not queue deleted document % of target %: %', to_jsonb(OLD) ->> TG_ARGV[1], TG_ARGV[0], SQLERRM;
+  END;
+  RETURN NULL;
+END $function$;
+
 -- embedding_on_row_change(); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_on_row_change()
  RETURNS trigger
@@ -1097,15 +1949,166 @@ CREATE OR REPLACE FUNCTION public.embedding_pending_summary(p_target text)
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
+  v_rows jsonb;
+  v_due boolean;
+  v_next timestamptz;
 BEGIN
-  RETURN jsonb_build_object(
+  v_rows := jsonb_build_object(
     'dueNow', EXISTS (SELECT 1 FROM public.embedding_items WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()),
     -- The first row in claim order, not min(): a walk of the due index that stops at one row.
     -- With mixed priorities it is a wake-up hint, not the exact earliest time.
     'nextRetryAt', (SELECT next_retry_at FROM public.embedding_items WHERE target_id = t.id AND status IN ('pending', 'failed')
                      ORDER BY priority DESC, next_retry_at LIMIT 1),
-    'inFlight', EXISTS (SELECT 1 FROM public.embedding_items WHERE target_id = t.id AND status = 'processing'),
+    'inFlight', EXISTS (SELECT 1 FROM public.embedding_items WHERE target_id = t.id AND status IN ('processing', 'chunked')),
     'leaseExpiresAt', (SELECT max(locked_until) FROM public.embedding_items WHERE target_id = t.id AND status = 'processing'));
+  IF t.chunk_table IS NULL THEN RETURN v_rows; END IF;
+  -- Chunks count only while their document's chunk set is current (the claim takes no others).
+  v_due := EXISTS (SELECT 1 FROM public.embedding_chunks k JOIN public.embedding_items i
+                      ON i.target_id = k.target_id AND i.row_id = k.row_id
+                    WHERE k.target_id = t.id AND k.status IN ('pending', 'failed') AND k.next_retry_at <= now()
+                      AND i.status IN ('chunked', 'dead_letter') AND i.chunk_hash = k.doc_hash);
+  v_next := (SELECT k.next_retry_at FROM public.embedding_chunks k JOIN public.embedding_items i
+                ON i.target_id = k.target_id AND i.row_id = k.row_id
+              WHERE k.target_id = t.id AND k.status IN ('pending', 'failed')
+                AND i.status IN ('chunked', 'dead_letter') AND i.chunk_hash = k.doc_hash
+              ORDER BY k.priority DESC, k.next_retry_at LIMIT 1);
+  RETURN v_rows || jsonb_build_object(
+    'dueNow', (v_rows ->> 'dueNow')::boolean OR v_due,
+    'nextRetryAt', least((v_rows ->> 'nextRetryAt')::timestamptz, v_next),
+    'leaseExpiresAt', greatest((v_rows ->> 'leaseExpiresAt')::timestamptz,
+      (SELECT max(locked_until) FROM public.embedding_chunks WHERE target_id = t.id AND status = 'processing')));
+END $function$;
+
+-- embedding_prepare_chunk_table(text,regclass,text,text,text,integer); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_prepare_chunk_table(p_chunk_table text, p_source regclass, p_source_id text, p_id_type text, p_embedding_column text, p_dimensions integer)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  v_caller text := public.embedding_caller();
+  v_parts text[];
+  v_schema text;
+  v_table text;
+  v_rel regclass;
+  v_problems text[] := '{}';
+  v_type text;
+  v_col record;
+  v_emb jsonb;
+  v_note text;
+  v_nsp oid;
+  v_vector_nsp text;
+BEGIN
+  BEGIN
+    v_parts := parse_ident(p_chunk_table);
+  EXCEPTION WHEN others THEN
+    RAISE EXCEPTION 'invalid chunk table name "%"', p_chunk_table USING ERRCODE = '22023', HINT = 'write it as schema.table, for example public.document_chunks';
+  END;
+  IF cardinality(v_parts) = 1 THEN v_schema := 'public'; v_table := v_parts[1];
+  ELSIF cardinality(v_parts) = 2 THEN v_schema := v_parts[1]; v_table := v_parts[2];
+  ELSE RAISE EXCEPTION 'invalid chunk table name "%"', p_chunk_table USING ERRCODE = '22023', HINT = 'write it as schema.table, for example public.document_chunks';
+  END IF;
+  v_rel := to_regclass(format('%I.%I', v_schema, v_table));
+  IF v_rel = p_source THEN
+    RAISE EXCEPTION 'the chunk table cannot be the source table itself' USING ERRCODE = '22023',
+      HINT = 'name a separate table, for example public.document_chunks';
+  END IF;
+
+  IF v_rel IS NULL THEN
+    SELECT oid INTO v_nsp FROM pg_namespace WHERE nspname = v_schema;
+    IF v_nsp IS NULL THEN
+      RAISE EXCEPTION 'schema % does not exist', quote_ident(v_schema) USING ERRCODE = '3F000',
+        HINT = format('CREATE SCHEMA %I, or name the chunk table in an existing schema', v_schema);
+    END IF;
+    IF NOT has_schema_privilege(v_caller, v_nsp, 'CREATE') THEN
+      RAISE EXCEPTION 'role % may not create the chunk table %.% (no CREATE on the schema)', v_caller, quote_ident(v_schema), quote_ident(v_table)
+        USING ERRCODE = '42501', HINT = format('GRANT CREATE ON SCHEMA %I TO %I, or create the table yourself (document_id, chunk_index, content, %I)', v_schema, v_caller, p_embedding_column);
+    END IF;
+    IF p_dimensions IS NULL THEN
+      RAISE EXCEPTION 'creating the chunk table needs the dimension' USING ERRCODE = '22023',
+        HINT = 'pass --dimensions N (for example 1536 for text-embedding-3-small)';
+    END IF;
+    SELECT n.nspname INTO v_vector_nsp FROM pg_type ty JOIN pg_namespace n ON n.oid = ty.typnamespace
+     WHERE ty.typname = 'vector' AND EXISTS (SELECT 1 FROM pg_extension e WHERE e.extname = 'vector' AND e.extnamespace = n.oid)
+     LIMIT 1;
+    IF v_vector_nsp IS NOT NULL THEN
+      v_type := format('%I.vector(%s)', v_vector_nsp, p_dimensions);
+    ELSE
+      v_type := 'real[]';
+      v_note := 'pgvector is not installed: the chunk table''s embedding column is real[]; CREATE EXTENSION vector and re-create it for vector search';
+    END IF;
+    EXECUTE format('CREATE TABLE %I.%I (document_id %s NOT NULL REFERENCES %s (%I) ON DELETE CASCADE ON UPDATE CASCADE, '
+                   'chunk_index integer NOT NULL CHECK (chunk_index >= 0), content text NOT NULL, %I %s NOT NULL, '
+                   'PRIMARY KEY (document_id, chunk_index))',
+      v_schema, v_table, p_id_type, p_source, p_source_id, p_embedding_column, v_type);
+    v_rel := to_regclass(format('%I.%I', v_schema, v_table));
+    -- The caller owns what it asked for, as if it had created the table itself.
+    BEGIN
+      EXECUTE format('ALTER TABLE %s OWNER TO %I', v_rel, v_caller);
+    EXCEPTION WHEN others THEN
+      EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I', v_rel, v_caller);
+    END;
+    RETURN jsonb_build_object('rel', v_rel::oid, 'schema', v_schema, 'table', v_table, 'created', true, 'note', v_note);
+  END IF;
+
+  -- An existing table: the four columns, the key, and nothing else that an INSERT would miss.
+  SELECT format_type(a.atttypid, a.atttypmod) INTO v_type FROM pg_attribute a
+   WHERE a.attrelid = v_rel AND a.attname = 'document_id' AND a.attnum > 0 AND NOT a.attisdropped;
+  IF v_type IS NULL THEN
+    v_problems := v_problems || format('column document_id is missing (add: document_id %s NOT NULL)', p_id_type);
+  ELSIF regexp_replace(v_type, '^character varying.*$', 'text') <> p_id_type THEN
+    v_problems := v_problems || format('column document_id is %s but the source key is %s (ALTER TABLE %s ALTER COLUMN document_id TYPE %s)', v_type, p_id_type, public.embedding_relation_name(v_rel), p_id_type);
+  END IF;
+  SELECT format_type(a.atttypid, a.atttypmod) INTO v_type FROM pg_attribute a
+   WHERE a.attrelid = v_rel AND a.attname = 'chunk_index' AND a.attnum > 0 AND NOT a.attisdropped;
+  IF v_type IS NULL THEN
+    v_problems := v_problems || 'column chunk_index is missing (add: chunk_index integer NOT NULL)'::text;
+  ELSIF v_type <> 'integer' THEN
+    v_problems := v_problems || format('column chunk_index is %s, not integer', v_type);
+  END IF;
+  SELECT format_type(a.atttypid, a.atttypmod) INTO v_type FROM pg_attribute a
+   WHERE a.attrelid = v_rel AND a.attname = 'content' AND a.attnum > 0 AND NOT a.attisdropped;
+  IF v_type IS NULL THEN
+    v_problems := v_problems || 'column content is missing (add: content text NOT NULL)'::text;
+  ELSIF v_type <> 'text' THEN
+    v_problems := v_problems || format('column content is %s, not text', v_type);
+  END IF;
+  BEGIN
+    v_emb := public.embedding_column_type(v_rel, p_embedding_column);
+    IF v_emb IS NULL THEN
+      v_problems := v_problems || format('embedding column %I is missing (add: %I vector(%s))', p_embedding_column, p_embedding_column, coalesce(p_dimensions::text, 'N'));
+    ELSIF (v_emb ->> 'dims') IS NOT NULL AND p_dimensions IS NOT NULL AND (v_emb ->> 'dims')::int <> p_dimensions THEN
+      v_problems := v_problems || format('embedding column %I is %s(%s) but the target is configured for %s dimensions', p_embedding_column, v_emb ->> 'kind', v_emb ->> 'dims', p_dimensions);
+    END IF;
+  EXCEPTION WHEN invalid_parameter_value THEN
+    v_problems := v_problems || SQLERRM;
+  END;
+  IF NOT EXISTS (
+    SELECT 1 FROM pg_index i
+     WHERE i.indrelid = v_rel AND i.indisunique AND i.indnkeyatts = 2 AND i.indpred IS NULL
+       AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
+             WHERE a.attrelid = v_rel AND a.attnum = ANY (i.indkey::int2[])) = ARRAY['chunk_index', 'document_id']
+  ) THEN
+    v_problems := v_problems || format('no primary key (document_id, chunk_index) (ALTER TABLE %s ADD PRIMARY KEY (document_id, chunk_index))', public.embedding_relation_name(v_rel));
+  END IF;
+  FOR v_col IN
+    SELECT a.attname FROM pg_attribute a
+     WHERE a.attrelid = v_rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull AND NOT a.atthasdef
+       AND a.attidentity = '' AND a.attgenerated = ''
+       AND a.attname NOT IN ('document_id', 'chunk_index', 'content', p_embedding_column)
+  LOOP
+    v_problems := v_problems || format('column %I is NOT NULL without a default: the service cannot fill it (give it a default, or allow NULL)', v_col.attname);
+  END LOOP;
+  IF NOT has_table_privilege(v_caller, v_rel, 'SELECT') OR NOT has_table_privilege(v_caller, v_rel, 'INSERT')
+     OR NOT has_table_privilege(v_caller, v_rel, 'UPDATE') OR NOT has_table_privilege(v_caller, v_rel, 'DELETE') THEN
+    v_problems := v_problems || format('role %s may not read and write it (GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %I)', v_caller, public.embedding_relation_name(v_rel), v_caller);
+  END IF;
+  IF cardinality(v_problems) > 0 THEN
+    RAISE EXCEPTION 'chunk table % cannot be used: %', public.embedding_relation_name(v_rel), array_to_string(v_problems, '; ')
+      USING ERRCODE = '22023', HINT = 'fix what is listed, or name a table that does not exist yet and registration creates it';
+  END IF;
+  RETURN jsonb_build_object('rel', v_rel::oid, 'schema', v_schema, 'table', v_table, 'created', false, 'note', NULL);
 END $function$;
 
 -- embedding_qualified_table(embedding_targets); grants: postgres=X/postgres service_role=X/postgres
@@ -1131,11 +2134,11 @@ BEGIN
       'target', t.name,
       'tracked', count(*),
       'pending', count(*) FILTER (WHERE status = 'pending'),
-      'processing', count(*) FILTER (WHERE status = 'processing'),
+      'processing', count(*) FILTER (WHERE status IN ('processing', 'chunked')),
       'failed', count(*) FILTER (WHERE status = 'failed'),
       'deadLetter', count(*) FILTER (WHERE status = 'dead_letter'),
       'completed', count(*) FILTER (WHERE status = 'completed'),
-      'remaining', count(*) FILTER (WHERE status IN ('pending', 'processing', 'failed')))
+      'remaining', count(*) FILTER (WHERE status IN ('pending', 'processing', 'chunked', 'failed')))
     INTO v FROM public.embedding_items WHERE target_id = t.id;
   RETURN v;
 END $function$;
@@ -1245,8 +2248,8 @@ BEGIN
     'items', '[]'::jsonb, 'failed', v_failed)) || jsonb_build_object('failed', v_failed);
 END $function$;
 
--- embedding_register_target(text,text,text,text,text,text,text[],text,integer,integer,boolean); grants: postgres=X/postgres service_role=X/postgres
-CREATE OR REPLACE FUNCTION public.embedding_register_target(p_name text, p_table text, p_id_column text, p_embedding_column text, p_provider text, p_model text, p_content_columns text[] DEFAULT NULL::text[], p_content_expression text DEFAULT NULL::text, p_dimensions integer DEFAULT NULL::integer, p_max_attempts integer DEFAULT 3, p_replace boolean DEFAULT false)
+-- embedding_register_target(text,text,text,text,text,text,text[],text,integer,integer,boolean,text,integer,integer); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_register_target(p_name text, p_table text, p_id_column text, p_embedding_column text, p_provider text, p_model text, p_content_columns text[] DEFAULT NULL::text[], p_content_expression text DEFAULT NULL::text, p_dimensions integer DEFAULT NULL::integer, p_max_attempts integer DEFAULT 3, p_replace boolean DEFAULT false, p_chunk_table text DEFAULT NULL::text, p_chunk_tokens integer DEFAULT NULL::integer, p_chunk_overlap integer DEFAULT NULL::integer)
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -1259,12 +2262,7 @@ DECLARE
   v_rel oid;
   v_col text;
   v_id_type text;
-  v_emb_type oid;
-  v_emb_typmod integer;
-  v_emb_typname text;
-  v_emb_nsp text;
-  v_kind text;
-  v_type_sql text;
+  v_emb jsonb;
   v_dims integer;
   v_content_sql text;
   v_cols text;
@@ -1273,6 +2271,7 @@ DECLARE
   v_caller text := public.embedding_caller();
   v_changed text[] := '{}';
   v_reset bigint := 0;
+  v_chunk jsonb;
   t public.embedding_targets;
   v_existing public.embedding_targets;
   v_old_rel regclass;
@@ -1284,6 +2283,15 @@ BEGIN
   IF (p_content_columns IS NULL OR cardinality(p_content_columns) = 0) = (p_content_expression IS NULL) THEN
     RAISE EXCEPTION 'target "%": give either content columns or a content expression, not both and not neither', p_name
       USING ERRCODE = '22023', HINT = 'for example --content title,body';
+  END IF;
+  IF p_chunk_table IS NULL AND (p_chunk_tokens IS NOT NULL OR p_chunk_overlap IS NOT NULL) THEN
+    RAISE EXCEPTION 'target "%": chunk sizes are given but no chunk table', p_name
+      USING ERRCODE = '22023', HINT = 'add --chunks schema.chunk_table, or drop --chunk-tokens / --chunk-overlap';
+  END IF;
+  IF p_chunk_table IS NOT NULL AND (p_chunk_tokens IS NULL OR p_chunk_tokens NOT BETWEEN 16 AND 8191
+       OR coalesce(p_chunk_overlap, 0) < 0 OR coalesce(p_chunk_overlap, 0) * 2 >= p_chunk_tokens) THEN
+    RAISE EXCEPTION 'target "%": chunk size % with overlap % is out of range', p_name, p_chunk_tokens, p_chunk_overlap
+      USING ERRCODE = '22023', HINT = 'use --chunk-tokens 16..8191 and an overlap under half of it';
   END IF;
 
   BEGIN
@@ -1315,7 +2323,6 @@ BEGIN
     RAISE EXCEPTION 'role % may not create triggers on %.%', v_caller, quote_ident(v_schema), quote_ident(v_table)
       USING ERRCODE = '42501', HINT = format('GRANT TRIGGER ON %I.%I TO %I', v_schema, v_table, v_caller);
   END IF;
-  -- The service reads every row of the table; with row level security that is more than the caller may.
   IF (SELECT relrowsecurity FROM pg_class WHERE oid = v_rel)
      AND NOT (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = v_caller)
      AND NOT pg_has_role(v_caller, (SELECT relowner FROM pg_class WHERE oid = v_rel), 'USAGE') THEN
@@ -1323,8 +2330,6 @@ BEGIN
       USING ERRCODE = '42501', HINT = 'register the target as a role that bypasses row level security (on Supabase: the service role)';
   END IF;
 
-  -- Primary key: must exist, be unique on its own, and be a type whose jsonb and text forms agree
-  -- (the triggers read it through to_jsonb).
   SELECT format_type(a.atttypid, a.atttypmod) INTO v_id_type FROM pg_attribute a
    WHERE a.attrelid = v_rel AND a.attname = p_id_column AND a.attnum > 0 AND NOT a.attisdropped;
   IF v_id_type IS NULL THEN
@@ -1344,7 +2349,6 @@ BEGIN
   END IF;
   IF v_id_type ~ '^character varying' THEN v_id_type := 'text'; END IF;
 
-  -- Content.
   IF p_content_expression IS NULL THEN
     v_cols := '';
     FOREACH v_col IN ARRAY p_content_columns LOOP
@@ -1379,41 +2383,33 @@ BEGIN
     END IF;
   END LOOP;
 
-  -- Embedding column: type and dimension.
-  SELECT a.atttypid, a.atttypmod, t2.typname, n2.nspname
-    INTO v_emb_type, v_emb_typmod, v_emb_typname, v_emb_nsp
-    FROM pg_attribute a JOIN pg_type t2 ON t2.oid = a.atttypid JOIN pg_namespace n2 ON n2.oid = t2.typnamespace
-   WHERE a.attrelid = v_rel AND a.attname = p_embedding_column AND a.attnum > 0 AND NOT a.attisdropped;
-  IF v_emb_type IS NULL THEN
-    RAISE EXCEPTION 'embedding column "%" does not exist on %.%', p_embedding_column, quote_ident(v_schema), quote_ident(v_table)
-      USING ERRCODE = '42703', HINT = format('add it: ALTER TABLE %I.%I ADD COLUMN %I vector(%s)', v_schema, v_table, p_embedding_column, coalesce(p_dimensions::text, 'N'));
-  END IF;
-  IF NOT has_column_privilege(v_caller, v_rel, p_embedding_column, 'UPDATE')
-     OR NOT has_column_privilege(v_caller, v_rel, p_embedding_column, 'SELECT') THEN
-    RAISE EXCEPTION 'role % may not read and update column % of %.%', v_caller, p_embedding_column, quote_ident(v_schema), quote_ident(v_table)
-      USING ERRCODE = '42501', HINT = format('GRANT SELECT, UPDATE (%I) ON %I.%I TO %I', p_embedding_column, v_schema, v_table, v_caller);
-  END IF;
-  IF v_emb_typname IN ('vector', 'halfvec') THEN
-    v_kind := v_emb_typname;
-    v_type_sql := format('%I.%I', v_emb_nsp, v_emb_typname);
-    v_dims := CASE WHEN v_emb_typmod > 0 THEN v_emb_typmod END;
-  ELSIF v_emb_typname = '_float4' THEN
-    v_kind := 'real[]'; v_type_sql := 'real[]';
-  ELSIF v_emb_typname = '_float8' THEN
-    v_kind := 'double precision[]'; v_type_sql := 'double precision[]';
+  IF p_chunk_table IS NULL THEN
+    -- A row target: the embedding column of the source itself.
+    v_emb := public.embedding_column_type(v_rel::regclass, p_embedding_column);
+    IF v_emb IS NULL THEN
+      RAISE EXCEPTION 'embedding column "%" does not exist on %.%', p_embedding_column, quote_ident(v_schema), quote_ident(v_table)
+        USING ERRCODE = '42703', HINT = format('add it: ALTER TABLE %I.%I ADD COLUMN %I vector(%s)', v_schema, v_table, p_embedding_column, coalesce(p_dimensions::text, 'N'));
+    END IF;
+    IF NOT has_column_privilege(v_caller, v_rel, p_embedding_column, 'UPDATE')
+       OR NOT has_column_privilege(v_caller, v_rel, p_embedding_column, 'SELECT') THEN
+      RAISE EXCEPTION 'role % may not read and update column % of %.%', v_caller, p_embedding_column, quote_ident(v_schema), quote_ident(v_table)
+        USING ERRCODE = '42501', HINT = format('GRANT SELECT, UPDATE (%I) ON %I.%I TO %I', p_embedding_column, v_schema, v_table, v_caller);
+    END IF;
   ELSE
-    RAISE EXCEPTION 'embedding column "%" has type %, which cannot hold an embedding', p_embedding_column, format_type(v_emb_type, v_emb_typmod)
-      USING ERRCODE = '22023', HINT = 'use vector(N) or halfvec(N) from pgvector, or real[] / double precision[] with --dimensions N';
+    v_chunk := public.embedding_prepare_chunk_table(p_chunk_table, v_rel::regclass, p_id_column, v_id_type,
+      p_embedding_column, p_dimensions);
+    v_emb := public.embedding_column_type((v_chunk ->> 'rel')::oid::regclass, p_embedding_column);
   END IF;
+  v_dims := (v_emb ->> 'dims')::integer;
   IF v_dims IS NOT NULL AND p_dimensions IS NOT NULL AND v_dims <> p_dimensions THEN
     RAISE EXCEPTION 'dimension mismatch: column %.%.% is %(%) but the target is configured for % dimensions',
-      quote_ident(v_schema), quote_ident(v_table), quote_ident(p_embedding_column), v_kind, v_dims, p_dimensions
+      quote_ident(v_schema), quote_ident(v_table), quote_ident(p_embedding_column), v_emb ->> 'kind', v_dims, p_dimensions
       USING ERRCODE = '22023',
-            HINT = format('use --dimensions %s, or change the column: ALTER TABLE %I.%I ALTER COLUMN %I TYPE %s(%s)', v_dims, v_schema, v_table, p_embedding_column, v_kind, p_dimensions);
+            HINT = format('use --dimensions %s, or change the column: ALTER TABLE %I.%I ALTER COLUMN %I TYPE %s(%s)', v_dims, v_schema, v_table, p_embedding_column, v_emb ->> 'kind', p_dimensions);
   END IF;
   v_dims := coalesce(v_dims, p_dimensions);
   IF v_dims IS NULL THEN
-    RAISE EXCEPTION 'embedding column "%" (%) has no fixed dimension', p_embedding_column, format_type(v_emb_type, v_emb_typmod)
+    RAISE EXCEPTION 'embedding column "%" (%) has no fixed dimension', p_embedding_column, v_emb ->> 'kind'
       USING ERRCODE = '22023', HINT = 'pass --dimensions N (for example 1536 for text-embedding-3-small)';
   END IF;
 
@@ -1426,11 +2422,18 @@ BEGIN
        OR v_existing.content_expression IS DISTINCT FROM p_content_expression THEN
       v_changed := v_changed || 'content'::text;
     END IF;
-    IF v_existing.embedding_column IS DISTINCT FROM p_embedding_column THEN v_changed := v_changed || 'embedding column'::text; END IF;
+    IF coalesce(v_existing.chunk_embedding_column, v_existing.embedding_column) IS DISTINCT FROM p_embedding_column THEN
+      v_changed := v_changed || 'embedding column'::text;
+    END IF;
     IF v_existing.provider IS DISTINCT FROM p_provider OR v_existing.model IS DISTINCT FROM p_model THEN
       v_changed := v_changed || 'provider/model'::text;
     END IF;
     IF v_existing.dimensions IS DISTINCT FROM v_dims THEN v_changed := v_changed || 'dimensions'::text; END IF;
+    IF public.embedding_chunk_relation(v_existing) IS DISTINCT FROM (v_chunk ->> 'rel')::oid::regclass
+       OR v_existing.chunk_tokens IS DISTINCT FROM p_chunk_tokens
+       OR v_existing.chunk_overlap IS DISTINCT FROM p_chunk_overlap THEN
+      v_changed := v_changed || 'chunking'::text;
+    END IF;
     IF cardinality(v_changed) > 0 AND NOT coalesce(p_replace, false) THEN
       RAISE EXCEPTION 'target "%" is already registered with another %: its % rows of state were made for the old definition',
         p_name, array_to_string(v_changed, ', '),
@@ -1447,9 +2450,14 @@ BEGIN
 
   INSERT INTO public.embedding_targets AS x (name, schema_name, table_name, table_oid, id_column, id_type, content_columns,
       content_expression, content_sql, content_refs, embedding_column, embedding_kind, embedding_type_sql, provider, model,
-      dimensions, max_attempts, registered_by)
+      dimensions, max_attempts, registered_by, chunk_schema, chunk_table, chunk_oid, chunk_tokens, chunk_overlap,
+      chunk_embedding_column, trust_existing)
   VALUES (p_name, v_schema, v_table, v_rel, p_id_column, v_id_type, p_content_columns, p_content_expression, v_content_sql,
-      v_refs, p_embedding_column, v_kind, v_type_sql, p_provider, p_model, v_dims, coalesce(p_max_attempts, 3), v_caller)
+      v_refs, CASE WHEN p_chunk_table IS NULL THEN p_embedding_column ELSE p_id_column END,
+      v_emb ->> 'kind', v_emb ->> 'typeSql', p_provider, p_model, v_dims,
+      coalesce(p_max_attempts, 3), v_caller, v_chunk ->> 'schema', v_chunk ->> 'table', (v_chunk ->> 'rel')::oid,
+      p_chunk_tokens, CASE WHEN p_chunk_table IS NOT NULL THEN coalesce(p_chunk_overlap, 0) END,
+      CASE WHEN p_chunk_table IS NOT NULL THEN p_embedding_column END, p_chunk_table IS NULL)
   ON CONFLICT (name) DO UPDATE SET schema_name = EXCLUDED.schema_name, table_name = EXCLUDED.table_name,
       table_oid = EXCLUDED.table_oid, id_column = EXCLUDED.id_column, id_type = EXCLUDED.id_type,
       content_columns = EXCLUDED.content_columns, content_expression = EXCLUDED.content_expression,
@@ -1457,15 +2465,18 @@ BEGIN
       embedding_column = EXCLUDED.embedding_column, embedding_kind = EXCLUDED.embedding_kind,
       embedding_type_sql = EXCLUDED.embedding_type_sql, provider = EXCLUDED.provider, model = EXCLUDED.model,
       dimensions = EXCLUDED.dimensions, max_attempts = EXCLUDED.max_attempts, registered_by = EXCLUDED.registered_by,
-      -- Vectors already in the column were made for the old definition: seeding must not trust them.
-      trust_existing = x.trust_existing AND cardinality(v_changed) = 0,
+      chunk_schema = EXCLUDED.chunk_schema, chunk_table = EXCLUDED.chunk_table, chunk_oid = EXCLUDED.chunk_oid,
+      chunk_tokens = EXCLUDED.chunk_tokens, chunk_overlap = EXCLUDED.chunk_overlap,
+      chunk_embedding_column = EXCLUDED.chunk_embedding_column,
+      trust_existing = x.trust_existing AND cardinality(v_changed) = 0 AND EXCLUDED.chunk_table IS NULL,
       updated_at = now()
   RETURNING * INTO t;
 
   PERFORM public.embedding_install_triggers(t, v_rel::regclass);
 
   RETURN public.embedding_target_json(t) || jsonb_build_object('replaced', cardinality(v_changed) > 0, 'reset', v_reset,
-    'changed', to_jsonb(v_changed));
+    'changed', to_jsonb(v_changed), 'chunkTableCreated', coalesce((v_chunk ->> 'created')::boolean, false),
+    'notes', CASE WHEN v_chunk ->> 'note' IS NULL THEN '[]'::jsonb ELSE jsonb_build_array(v_chunk ->> 'note') END);
 END $function$;
 
 -- embedding_relation(embedding_targets); grants: postgres=X/postgres service_role=X/postgres
@@ -1540,6 +2551,7 @@ AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
   v_n integer;
+  v_c integer := 0;
 BEGIN
   IF coalesce(length(p_worker_prefix), 0) < 8 THEN
     RAISE EXCEPTION 'worker prefix too short' USING ERRCODE = '22023';
@@ -1558,7 +2570,21 @@ BEGIN
       FROM held h WHERE i.target_id = t.id AND i.row_id = h.row_id
     RETURNING 1
   ) SELECT count(*) INTO v_n FROM upd;
-  RETURN jsonb_build_object('released', v_n);
+  IF t.chunk_table IS NOT NULL THEN
+    WITH held AS (
+      SELECT row_id, doc_hash, chunk_index FROM public.embedding_chunks
+       WHERE target_id = t.id AND status = 'processing' AND starts_with(worker_id, p_worker_prefix)
+       ORDER BY row_id, chunk_index
+         FOR UPDATE SKIP LOCKED
+    ), upd AS (
+      UPDATE public.embedding_chunks k
+         SET status = CASE WHEN k.attempts > 0 THEN 'failed' ELSE 'pending' END, locked_until = NULL, worker_id = NULL,
+             updated_at = now()
+        FROM held h WHERE k.target_id = t.id AND k.row_id = h.row_id AND k.doc_hash = h.doc_hash AND k.chunk_index = h.chunk_index
+      RETURNING 1
+    ) SELECT count(*) INTO v_c FROM upd;
+  END IF;
+  RETURN jsonb_build_object('released', v_n + v_c);
 END $function$;
 
 -- embedding_remove_target(text); grants: postgres=X/postgres service_role=X/postgres
@@ -1574,6 +2600,23 @@ BEGIN
   PERFORM public.embedding_drop_triggers(t);
   DELETE FROM public.embedding_targets WHERE id = t.id;
   RETURN jsonb_build_object('removed', t.name);
+END $function$;
+
+-- embedding_require_chunk_relation(embedding_targets); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_require_chunk_relation(t embedding_targets)
+ RETURNS regclass
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE v_rel regclass := public.embedding_chunk_relation(t);
+BEGIN
+  IF v_rel IS NULL THEN
+    RAISE EXCEPTION 'the chunk table of target "%" (%.%) no longer exists', t.name, t.chunk_schema, t.chunk_table
+      USING ERRCODE = '42P01',
+            HINT = format('re-register the target with --chunks %I.%I to create it again, or remove the target', t.chunk_schema, t.chunk_table);
+  END IF;
+  RETURN v_rel;
 END $function$;
 
 -- embedding_require_relation(embedding_targets); grants: postgres=X/postgres service_role=X/postgres
@@ -1679,6 +2722,25 @@ AS $function$
     'server', current_setting('server_version'))
 $function$;
 
+-- embedding_set_batch_limit(text,integer,text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_set_batch_limit(p_target text, p_limit integer, p_reason text DEFAULT NULL::text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE t public.embedding_targets := public.embedding_target_row(p_target);
+BEGIN
+  IF p_limit IS NOT NULL AND (p_limit < 1 OR p_limit > 10000) THEN
+    RAISE EXCEPTION 'batch limit % is out of range', p_limit USING ERRCODE = '22023', HINT = 'use 1..10000, or NULL for none';
+  END IF;
+  UPDATE public.embedding_targets SET batch_limit = p_limit, batch_limit_reason = left(p_reason, 500),
+         batch_limit_at = now(), batch_limit_successes = 0
+   WHERE id = t.id RETURNING * INTO t;
+  RETURN jsonb_build_object('batchLimit', t.batch_limit, 'reason', t.batch_limit_reason, 'at', t.batch_limit_at);
+END $function$;
+
 -- embedding_status(text,integer); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_status(p_target text DEFAULT NULL::text, p_jobs integer DEFAULT 5)
  RETURNS jsonb
@@ -1692,13 +2754,16 @@ DECLARE
   v_counts jsonb;
   v_src jsonb;
   v_rel regclass;
+  v_crel regclass;
   v_error text;
+  v_chunks jsonb;
+  v_stored bigint;
 BEGIN
   FOR t IN SELECT * FROM public.embedding_targets WHERE p_target IS NULL OR name = p_target ORDER BY name LOOP
     SELECT jsonb_build_object(
         'tracked', count(*),
         'pending', count(*) FILTER (WHERE status = 'pending'),
-        'processing', count(*) FILTER (WHERE status = 'processing'),
+        'processing', count(*) FILTER (WHERE status IN ('processing', 'chunked')),
         'completed', count(*) FILTER (WHERE status = 'completed'),
         'failed', count(*) FILTER (WHERE status = 'failed'),
         'deadLetter', count(*) FILTER (WHERE status = 'dead_letter'),
@@ -1706,6 +2771,7 @@ BEGIN
       INTO v_counts FROM public.embedding_items WHERE target_id = t.id;
     v_src := NULL;
     v_error := NULL;
+    v_chunks := NULL;
     v_rel := public.embedding_relation(t);
     BEGIN
       IF v_rel IS NULL THEN
@@ -1713,15 +2779,46 @@ BEGIN
           USING ERRCODE = '42P01';
       END IF;
       PERFORM public.embedding_assert_access(t, v_rel, false);
-      EXECUTE format($q$
+      IF t.chunk_table IS NULL THEN
+        EXECUTE format($q$
+          SELECT jsonb_build_object(
+            'total', count(*),
+            'embedded', count(*) FILTER (WHERE s.%1$I IS NOT NULL),
+            'completedButNull', count(*) FILTER (WHERE s.%1$I IS NULL AND EXISTS (
+                SELECT 1 FROM public.embedding_items i WHERE i.target_id = $1 AND i.row_id = s.%2$I::text AND i.status = 'completed')))
+            FROM %3$s AS s
+        $q$, t.embedding_column, t.id_column, v_rel)
+        INTO v_src USING t.id;
+      ELSE
+        -- A document is embedded when its current content's chunk set is in the chunk table.
+        EXECUTE format($q$
+          SELECT jsonb_build_object('total', count(*), 'embedded', count(*) FILTER (WHERE EXISTS (
+              SELECT 1 FROM public.embedding_items i WHERE i.target_id = $1 AND i.row_id = s.%1$I::text AND i.status = 'completed')),
+            'completedButNull', 0)
+            FROM %2$s AS s
+        $q$, t.id_column, v_rel)
+        INTO v_src USING t.id;
+        v_crel := public.embedding_require_chunk_relation(t);
+        PERFORM public.embedding_chunk_assert(t, v_crel, false);
+        EXECUTE format('SELECT count(*) FROM %s', v_crel) INTO v_stored;
         SELECT jsonb_build_object(
-          'total', count(*),
-          'embedded', count(*) FILTER (WHERE s.%1$I IS NOT NULL),
-          'completedButNull', count(*) FILTER (WHERE s.%1$I IS NULL AND EXISTS (
-              SELECT 1 FROM public.embedding_items i WHERE i.target_id = $1 AND i.row_id = s.%2$I::text AND i.status = 'completed')))
-          FROM %3$s AS s
-      $q$, t.embedding_column, t.id_column, v_rel)
-      INTO v_src USING t.id;
+            'stored', v_stored,
+            'pending', count(*) FILTER (WHERE k.status IN ('pending', 'failed')),
+            'processing', count(*) FILTER (WHERE k.status = 'processing'),
+            'embedded', count(*) FILTER (WHERE k.status = 'completed'),
+            'deadLetter', count(*) FILTER (WHERE k.status = 'dead_letter'),
+            'inProgress', count(*))
+          INTO v_chunks
+          FROM public.embedding_chunks k JOIN public.embedding_items i ON i.target_id = k.target_id AND i.row_id = k.row_id
+         WHERE k.target_id = t.id AND k.doc_hash = i.chunk_hash;
+        v_chunks := v_chunks || jsonb_build_object('table', public.embedding_relation_name(v_crel),
+          'tokens', t.chunk_tokens, 'overlap', t.chunk_overlap,
+          'documents', jsonb_build_object(
+            'total', (v_src ->> 'total')::bigint,
+            'embedded', (v_src ->> 'embedded')::bigint,
+            'inProgress', (SELECT count(*) FROM public.embedding_items WHERE target_id = t.id AND status IN ('pending', 'processing', 'chunked')),
+            'failed', (SELECT count(*) FROM public.embedding_items WHERE target_id = t.id AND status IN ('failed', 'dead_letter'))));
+      END IF;
     EXCEPTION WHEN others THEN
       v_error := SQLERRM;
     END;
@@ -1735,6 +2832,8 @@ BEGIN
       'untracked', greatest(coalesce((v_src ->> 'total')::bigint, 0) - (v_counts ->> 'tracked')::bigint, 0),
       'completedButNull', coalesce((v_src ->> 'completedButNull')::bigint, 0),
       'nextRetryAt', (SELECT min(next_retry_at) FROM public.embedding_items WHERE target_id = t.id AND status = 'failed'),
+      'batchLimit', t.batch_limit, 'batchLimitReason', t.batch_limit_reason,
+      'chunks', v_chunks,
       'jobs', (SELECT coalesce(jsonb_agg(public.embedding_job_json(j) ORDER BY j.created_at DESC), '[]'::jsonb)
                  FROM (SELECT * FROM public.embedding_jobs WHERE target_id = t.id ORDER BY created_at DESC LIMIT p_jobs) j)
     ) || v_counts || CASE WHEN v_error IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('error', v_error) END);
@@ -1757,9 +2856,14 @@ AS $function$
     'table', coalesce(public.embedding_relation_name(public.embedding_relation(t)), format('%I.%I', t.schema_name, t.table_name)),
     'idColumn', t.id_column,
     'idType', t.id_type, 'contentColumns', to_jsonb(t.content_columns), 'contentExpression', t.content_expression,
-    'embeddingColumn', t.embedding_column, 'embeddingKind', t.embedding_kind, 'provider', t.provider,
+    'embeddingColumn', coalesce(t.chunk_embedding_column, t.embedding_column), 'embeddingKind', t.embedding_kind,
+    'provider', t.provider,
     'model', t.model, 'dimensions', t.dimensions, 'maxAttempts', t.max_attempts,
-    'backoffSeconds', to_jsonb(t.backoff_seconds), 'createdAt', t.created_at, 'updatedAt', t.updated_at)
+    'backoffSeconds', to_jsonb(t.backoff_seconds), 'createdAt', t.created_at, 'updatedAt', t.updated_at,
+    'chunks', CASE WHEN t.chunk_table IS NULL THEN NULL ELSE jsonb_build_object(
+      'table', coalesce(public.embedding_relation_name(public.embedding_chunk_relation(t)), format('%I.%I', t.chunk_schema, t.chunk_table)),
+      'tokens', t.chunk_tokens, 'overlap', t.chunk_overlap) END,
+    'batchLimit', t.batch_limit, 'batchLimitReason', t.batch_limit_reason, 'batchLimitAt', t.batch_limit_at)
 $function$;
 
 -- embedding_target_row(text); grants: postgres=X/postgres service_role=X/postgres
@@ -2001,8 +3105,8 @@ BEGIN
     'busy', to_jsonb(v_busy), 'notLeased', v_n - cardinality(v_leased) - cardinality(v_busy));
 END $function$;
 
--- increment_embedding_job_progress(uuid,integer,integer,integer,bigint,integer); grants: postgres=X/postgres service_role=X/postgres
-CREATE OR REPLACE FUNCTION public.increment_embedding_job_progress(job_id uuid, increment_count integer, failed_count integer DEFAULT 0, skipped_count integer DEFAULT 0, token_count bigint DEFAULT 0, request_count integer DEFAULT 0)
+-- increment_embedding_job_progress(uuid,integer,integer,integer,bigint,integer,integer,integer); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.increment_embedding_job_progress(job_id uuid, increment_count integer, failed_count integer DEFAULT 0, skipped_count integer DEFAULT 0, token_count bigint DEFAULT 0, request_count integer DEFAULT 0, chunks_planned integer DEFAULT 0, chunks_embedded integer DEFAULT 0)
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -2015,6 +3119,8 @@ BEGIN
          items_failed = x.items_failed + coalesce(failed_count, 0),
          items_skipped = x.items_skipped + coalesce(skipped_count, 0),
          tokens = x.tokens + coalesce(token_count, 0), requests = x.requests + coalesce(request_count, 0),
+         chunks_total = x.chunks_total + coalesce(increment_embedding_job_progress.chunks_planned, 0),
+         chunks_embedded = x.chunks_embedded + coalesce(increment_embedding_job_progress.chunks_embedded, 0),
          heartbeat_at = now()
    WHERE x.id = increment_embedding_job_progress.job_id RETURNING * INTO j;
   IF NOT FOUND THEN

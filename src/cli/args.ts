@@ -12,6 +12,16 @@ export const positiveInt =
     return n;
   };
 
+export const nonNegativeInt =
+  (name: string, max = 1_000_000) =>
+  (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0 || n > max) {
+      throw new InvalidArgumentError(`${name} must be a whole number from 0 to ${max}`);
+    }
+    return n;
+  };
+
 export const columnList = (value: string): string[] => {
   const cols = value
     .split(",")

@@ -9,7 +9,7 @@ import { embedLexical } from "../lib/providers/local.js";
  */
 
 /** category | subject | fact, one article topic a line. */
-const TOPICS = `
+export const TOPICS = `
 Postgres | vacuum | autovacuum keeps table bloat in check and prevents transaction id wraparound
 Postgres | indexes | a partial index covers only the rows a query needs and stays small
 Postgres | replication | logical replication streams row changes to a subscriber database

@@ -33,9 +33,21 @@ export function formatSnapshot(s: StatusSnapshot): string {
     );
     if (t.error) lines.push(`  ERROR     cannot be read: ${t.error}`);
     lines.push(`  coverage  ${bar(t.coverage)} ${t.coverage}%  (${t.embedded} of ${t.total} rows embedded)`);
+    const unit = t.chunks ? "documents" : "rows";
     lines.push(
-      `  rows      pending ${t.pending}  processing ${t.processing}  waiting to retry ${t.failed}  dead_letter ${t.deadLetter}  untracked ${t.untracked}${t.parked ? `  parked ${t.parked} (a cancelled job's; a backfill resumes them)` : ""}`,
+      `  ${unit.padEnd(9)} pending ${t.pending}  processing ${t.processing}  waiting to retry ${t.failed}  dead_letter ${t.deadLetter}  untracked ${t.untracked}${t.parked ? `  parked ${t.parked} (a cancelled job's; a backfill resumes them)` : ""}`,
     );
+    if (t.chunks) {
+      const c = t.chunks;
+      lines.push(
+        `  chunks    ${c.stored} stored in ${c.table}  being embedded ${c.inProgress}: pending ${c.pending}  processing ${c.processing}  embedded ${c.embedded}  dead_letter ${c.deadLetter}  (up to ${c.tokens} tokens, overlap ${c.overlap})`,
+      );
+    }
+    if (t.batchLimit) {
+      lines.push(
+        `  batch     capped at ${t.batchLimit} rows a batch${t.batchLimitReason ? ` (${t.batchLimitReason})` : ""}; it grows back after batches without a timeout`,
+      );
+    }
     lines.push(
       `  speed     ${t.rate.perMinute} rows/min over ${t.rate.windowMinutes} min  ETA ${t.remaining === 0 ? "done" : formatDuration(t.etaSeconds)}  remaining ${t.remaining}`,
     );
@@ -50,7 +62,7 @@ export function formatSnapshot(s: StatusSnapshot): string {
     for (const j of t.jobs.slice(0, 3)) {
       const eta = j.status === "running" ? `  ETA ${formatDuration(j.etaSeconds)}` : "";
       lines.push(
-        `  job ${j.id.slice(0, 8)}  ${j.kind.padEnd(8)} ${j.status.padEnd(9)} ${j.done}/${j.itemsTotal} (${j.percent}%)  failed ${j.itemsFailed}  tokens ${j.tokens}${eta}${j.lastError ? `  error: ${j.lastError}` : ""}`,
+        `  job ${j.id.slice(0, 8)}  ${j.kind.padEnd(8)} ${j.status.padEnd(9)} ${j.done}/${j.itemsTotal} (${j.percent}%)${j.chunksTotal ? `  chunks ${j.chunksEmbedded ?? 0}/${j.chunksTotal}` : ""}  failed ${j.itemsFailed}  tokens ${j.tokens}${eta}${j.lastError ? `  error: ${j.lastError}` : ""}`,
       );
     }
   }

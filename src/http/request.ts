@@ -18,6 +18,8 @@ export const retryBody = z.object({
   ids: z.array(rowId).min(1).max(10_000).optional(),
   deadLetter: z.boolean().optional(),
   completed: z.boolean().optional(),
+  /** A chunked target: these chunk indexes of the one document in `ids`. */
+  chunks: z.array(z.number().int().min(0)).min(1).max(10_000).optional(),
   limit: z.number().int().min(1).max(100_000).optional(),
 });
 

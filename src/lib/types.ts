@@ -21,6 +21,19 @@ export interface Target {
   backoffSeconds: number[];
   createdAt: string;
   updatedAt: string;
+  /** Set for a chunked target: the chunk table the documents' chunks are written to, and the sizes. */
+  chunks?: ChunkSettings | null;
+  /** The batch size a statement timeout or a too-large request taught this target (null: no cap). */
+  batchLimit?: number | null;
+  batchLimitReason?: string | null;
+}
+
+export interface ChunkSettings {
+  table: string;
+  /** Largest chunk body, in tokens. */
+  tokens: number;
+  /** Tokens of the previous chunk repeated at the start of the next. */
+  overlap: number;
 }
 
 export interface RegisterTargetInput {
@@ -36,6 +49,10 @@ export interface RegisterTargetInput {
   maxAttempts?: number;
   /** Re-register with another definition, clearing the old state so every row is embedded again. */
   replace?: boolean;
+  /** Embed each row as chunks in this table (created when it does not exist). */
+  chunkTable?: string;
+  chunkTokens?: number;
+  chunkOverlap?: number;
 }
 
 export interface RegisteredTarget extends Target {
@@ -44,6 +61,10 @@ export interface RegisteredTarget extends Target {
   /** Rows of state cleared by a replace: all of them are embedded again by the next run or backfill. */
   reset: number;
   changed: string[];
+  /** Registration created the chunk table. */
+  chunkTableCreated?: boolean;
+  /** Things worth saying (for example: pgvector missing, so the chunk table's column is real[]). */
+  notes?: string[];
 }
 
 export interface ClaimedItem {
@@ -64,6 +85,72 @@ export interface ClaimResult {
   empty: number;
   /** With a job: its status. Nothing is claimed unless it is running. */
   jobStatus?: JobStatus | null;
+}
+
+/** A chunk claimed for embedding: its document, its index in the document's chunk set, its text. */
+export interface ClaimedChunk {
+  id: string;
+  index: number;
+  content: string;
+  hash: string;
+}
+
+/** A document claimed to be cut into chunks. */
+export interface ClaimedDocument {
+  id: string;
+  content: string;
+  hash: string;
+}
+
+export interface ChunkClaimResult {
+  chunks: ClaimedChunk[];
+  docs: ClaimedDocument[];
+  /** Documents whose chunks are all embedded but not yet swapped in. */
+  ready: string[];
+  expired: number;
+  deleted: number;
+  skipped: number;
+  empty: number;
+  invalid: number;
+  jobStatus?: JobStatus | null;
+}
+
+/** One page of a document's chunk set, for embedding_chunk_plan. */
+export interface ChunkPlanPage {
+  id: string;
+  hash: string;
+  from: number;
+  chunks: { content: string; tokens: number }[];
+  last: boolean;
+}
+
+export interface ChunkPlanResult {
+  planned: number;
+  /** Chunks that kept a vector they already had: no provider call. */
+  reused: number;
+  chunks: ClaimedChunk[];
+  ready: string[];
+  stale: string[];
+}
+
+export interface ChunkWriteItem {
+  id: string;
+  index: number;
+  hash: string;
+  vector: ArrayLike<number>;
+  tokens?: number;
+}
+
+export interface SwapResult {
+  completed: string[];
+  stale: string[];
+  gone: string[];
+  busy: string[];
+  notReady: string[];
+  /** Chunks in the documents now complete. */
+  chunks: number;
+  /** Chunk rows written to the chunk table. */
+  written: number;
 }
 
 export interface WriteItem {
@@ -115,6 +202,9 @@ export interface Job {
   restarts: number;
   /** Worker lanes the job fanned out to. */
   lanes: number | null;
+  /** Chunked targets: chunks cut so far, and chunks embedded (or reused). */
+  chunksTotal?: number;
+  chunksEmbedded?: number;
   created?: boolean;
 }
 
@@ -178,12 +268,33 @@ export interface TargetStatus {
   parked: number;
   nextRetryAt: string | null;
   jobs: Job[];
+  batchLimit?: number | null;
+  batchLimitReason?: string | null;
+  /** For a chunked target: its documents and chunks. */
+  chunks?: ChunkStatus | null;
   /** Set when the target cannot be read (its table was dropped, a privilege was revoked). */
   error?: string;
 }
 
+export interface ChunkStatus {
+  table: string;
+  tokens: number;
+  overlap: number;
+  /** Rows in the chunk table. */
+  stored: number;
+  /** Chunks of documents being embedded: due, leased, embedded and waiting for the swap, dead. */
+  pending: number;
+  processing: number;
+  embedded: number;
+  deadLetter: number;
+  inProgress: number;
+  documents: { total: number; embedded: number; inProgress: number; failed: number };
+}
+
 export interface DeadLetter {
   id: string;
+  /** For a chunked target: the document's dead chunks. */
+  chunks?: number[];
   error: string | null;
   errorKind: "transient" | "permanent" | null;
   attempts: number;

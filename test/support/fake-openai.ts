@@ -7,10 +7,19 @@ import { createHash, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { countTokens } from "../../src/lib/providers/tokenizer.js";
+import {
+  BATCH_DEFAULTS,
+  createBatchApi,
+  emptyBatchStats,
+  type FakeBatchBehavior,
+  type FakeBatchControl,
+  type FakeBatchStats,
+} from "./fake-openai-batch.js";
 
 export type MalformedMode = "missing-data" | "wrong-count" | "nan" | "bad-json";
 
-export interface FakeOpenAIBehavior {
+/** Batch API options (`batch*`) live with their implementation in fake-openai-batch.ts. */
+export interface FakeOpenAIBehavior extends FakeBatchBehavior {
   /** Added before every answer. */
   latencyMs: number;
   /** The next N embedding requests answer 500. */
@@ -36,9 +45,11 @@ export interface FakeOpenAIBehavior {
   maxInputTokens: number;
   maxRequestTokens: number;
   maxRequestInputs: number;
+  /** Embedding request bodies larger than this many bytes answer 413, as a proxy in front of OpenAI would. */
+  maxRequestBytes: number | null;
 }
 
-export interface FakeOpenAIStats {
+export interface FakeOpenAIStats extends FakeBatchStats {
   /** Embedding requests received, whatever their answer. */
   requests: number;
   /** Inputs embedded in successful (200) answers. */
@@ -55,6 +66,8 @@ export interface FakeOpenAI {
   /** Base URL ending in /v1, for the SDK's `baseURL`. */
   url: string;
   stats: FakeOpenAIStats;
+  /** Virtual time for the Batch API: step, progress, expire or fail batches from the test. */
+  batch: FakeBatchControl;
   setBehavior(partial: Partial<FakeOpenAIBehavior>): void;
   resetStats(): void;
   close(): Promise<void>;
@@ -75,6 +88,8 @@ const DEFAULTS: FakeOpenAIBehavior = {
   maxInputTokens: 8191,
   maxRequestTokens: 300_000,
   maxRequestInputs: 2048,
+  maxRequestBytes: null,
+  ...BATCH_DEFAULTS,
 };
 
 const NATIVE_DIMENSIONS: Record<string, number> = { "text-embedding-3-large": 3072 };
@@ -141,6 +156,74 @@ function errorBody(message: string, type: string, code: string | null, param: st
   return { error: { message, type, param, code } };
 }
 
+export interface EmbeddingRequestBody {
+  model?: unknown;
+  input?: unknown;
+  encoding_format?: unknown;
+  dimensions?: unknown;
+}
+
+export type EmbeddingVerdict =
+  | { ok: false; status: number; body: ReturnType<typeof errorBody> }
+  | { ok: true; data: Array<{ object: string; index: number; embedding: string | Array<number | null> }> };
+
+/**
+ * What follows admission (auth, model, chaos, rate limits): per-request limits, per-input checks and
+ * the vectors. Batch API sub-requests (fake-openai-batch.ts) are judged by this same function, so a
+ * text that fails or embeds one way on the sync path does the same inside a batch.
+ */
+export function judgeEmbeddings(
+  behavior: FakeOpenAIBehavior,
+  model: string,
+  inputs: string[],
+  tokenCounts: number[],
+  body: EmbeddingRequestBody,
+  nan = false,
+): EmbeddingVerdict {
+  const reject = (message: string, type: string, code: string | null, param: string | null) => ({
+    ok: false as const,
+    status: 400,
+    body: errorBody(message, type, code, param),
+  });
+  const requestTokens = tokenCounts.reduce((sum, n) => sum + n, 0);
+  if (inputs.length > behavior.maxRequestInputs) {
+    const message = `'$.input' must have at most ${behavior.maxRequestInputs} items.`;
+    return reject(message, "invalid_request_error", null, "input");
+  }
+  if (requestTokens > behavior.maxRequestTokens) {
+    const message = `Requested ${requestTokens} tokens, max ${behavior.maxRequestTokens} tokens per request`;
+    return reject(message, "max_tokens_per_request", "max_tokens_per_request", null);
+  }
+  for (const [i, text] of inputs.entries()) {
+    if (text === "") return reject(`'$.input[${i}]' is invalid.`, "invalid_request_error", null, "input");
+    if (tokenCounts[i]! > behavior.maxInputTokens) {
+      const message = `This model's maximum context length is ${behavior.maxInputTokens + 1} tokens, however you requested ${tokenCounts[i]} tokens. Please reduce your prompt.`;
+      return reject(message, "invalid_request_error", null, "input");
+    }
+    if (behavior.poisonMarker !== null && text.includes(behavior.poisonMarker)) {
+      const message = "Your input was rejected by the content policy.";
+      return reject(message, "invalid_request_error", "invalid_input", "input");
+    }
+  }
+  const asked = typeof body.dimensions === "number" ? body.dimensions : undefined;
+  if (asked !== undefined && model === "text-embedding-ada-002") {
+    const message = "This model does not support specifying dimensions.";
+    return reject(message, "invalid_request_error", null, "dimensions");
+  }
+
+  const dims = behavior.wrongDimensions ?? asked ?? NATIVE_DIMENSIONS[model] ?? 1536;
+  const base64 = body.encoding_format === "base64";
+  const data = inputs.map((text, index) => {
+    const vector = fakeVector(model, text, dims);
+    if (nan) vector[0] = Number.NaN;
+    const embedding = base64
+      ? Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).toString("base64")
+      : Array.from(vector, (v) => (Number.isFinite(v) ? v : null));
+    return { object: "embedding", index, embedding };
+  });
+  return { ok: true, data };
+}
+
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -163,6 +246,7 @@ export async function startFakeOpenAI(options: Partial<FakeOpenAIBehavior> = {})
     tokens: 0,
     status429: 0,
     byStatus: {},
+    ...emptyBatchStats(),
   };
   const sockets = new Set<Socket>();
 
@@ -201,6 +285,20 @@ export async function startFakeOpenAI(options: Partial<FakeOpenAIBehavior> = {})
     if (behavior.latencyMs > 0) await sleep(behavior.latencyMs);
     const now = Date.now();
 
+    const bytes = Buffer.byteLength(raw);
+    if (behavior.maxRequestBytes !== null && bytes > behavior.maxRequestBytes) {
+      // The whole body was read first: answering mid-upload resets the socket, which the SDK retries.
+      return send(
+        res,
+        413,
+        errorBody(
+          `Request body of ${bytes} bytes exceeds the limit of ${behavior.maxRequestBytes} bytes.`,
+          "invalid_request_error",
+          "request_too_large",
+        ),
+      );
+    }
+
     if (behavior.apiKey !== null) {
       const auth = req.headers.authorization ?? "";
       const key = auth.startsWith("Bearer ") ? auth.slice(7) : "";
@@ -214,7 +312,7 @@ export async function startFakeOpenAI(options: Partial<FakeOpenAIBehavior> = {})
       }
     }
 
-    let body: { model?: unknown; input?: unknown; encoding_format?: unknown; dimensions?: unknown };
+    let body: EmbeddingRequestBody;
     try {
       body = JSON.parse(raw);
     } catch {
@@ -289,87 +387,9 @@ export async function startFakeOpenAI(options: Partial<FakeOpenAIBehavior> = {})
       if (tokenBucket) tokenBucket.level -= needTokens;
     }
 
-    if (inputs.length > behavior.maxRequestInputs) {
-      return send(
-        res,
-        400,
-        errorBody(
-          `'$.input' must have at most ${behavior.maxRequestInputs} items.`,
-          "invalid_request_error",
-          null,
-          "input",
-        ),
-      );
-    }
-    if (requestTokens > behavior.maxRequestTokens) {
-      return send(
-        res,
-        400,
-        errorBody(
-          `Requested ${requestTokens} tokens, max ${behavior.maxRequestTokens} tokens per request`,
-          "max_tokens_per_request",
-          "max_tokens_per_request",
-        ),
-      );
-    }
-    for (const [i, text] of inputs.entries()) {
-      if (text === "") {
-        return send(
-          res,
-          400,
-          errorBody(`'$.input[${i}]' is invalid.`, "invalid_request_error", null, "input"),
-        );
-      }
-      if (tokenCounts[i]! > behavior.maxInputTokens) {
-        return send(
-          res,
-          400,
-          errorBody(
-            `This model's maximum context length is ${behavior.maxInputTokens + 1} tokens, however you requested ${tokenCounts[i]} tokens. Please reduce your prompt.`,
-            "invalid_request_error",
-            null,
-            "input",
-          ),
-        );
-      }
-      if (behavior.poisonMarker !== null && text.includes(behavior.poisonMarker)) {
-        return send(
-          res,
-          400,
-          errorBody(
-            "Your input was rejected by the content policy.",
-            "invalid_request_error",
-            "invalid_input",
-            "input",
-          ),
-        );
-      }
-    }
-    const asked = typeof body.dimensions === "number" ? body.dimensions : undefined;
-    if (asked !== undefined && model === "text-embedding-ada-002") {
-      return send(
-        res,
-        400,
-        errorBody(
-          "This model does not support specifying dimensions.",
-          "invalid_request_error",
-          null,
-          "dimensions",
-        ),
-      );
-    }
-
-    const dims = behavior.wrongDimensions ?? asked ?? NATIVE_DIMENSIONS[model] ?? 1536;
-    const base64 = body.encoding_format === "base64";
-    const data = inputs.map((text, index) => {
-      const vector = fakeVector(model, text, dims);
-      if (behavior.malformed === "nan") vector[0] = Number.NaN;
-      const embedding = base64
-        ? Buffer.from(vector.buffer, vector.byteOffset, vector.byteLength).toString("base64")
-        : Array.from(vector, (v) => (Number.isFinite(v) ? v : null));
-      return { object: "embedding", index, embedding };
-    });
-
+    const verdict = judgeEmbeddings(behavior, model, inputs, tokenCounts, body, behavior.malformed === "nan");
+    if (!verdict.ok) return send(res, verdict.status, verdict.body);
+    const { data } = verdict;
     const headers = rateHeaders(now);
     switch (behavior.malformed) {
       case "missing-data":
@@ -397,8 +417,16 @@ export async function startFakeOpenAI(options: Partial<FakeOpenAIBehavior> = {})
     );
   }
 
+  const batchApi = createBatchApi({ behavior, stats, send, judge: judgeEmbeddings });
+
   const server = createServer((req, res) => {
-    const path = (req.url ?? "").split("?")[0];
+    const path = (req.url ?? "").split("?")[0] ?? "";
+    if (/^\/v1\/(files|batches)(\/|$)/.test(path)) {
+      batchApi.handle(req, res, new URL(req.url ?? "", "http://fake")).catch((err: unknown) => {
+        if (!res.headersSent) send(res, 500, errorBody(String(err), "server_error", null));
+      });
+      return;
+    }
     if (req.method === "POST" && path === "/v1/embeddings") {
       handleEmbeddings(req, res).catch((err: unknown) => {
         if (!res.headersSent) send(res, 500, errorBody(String(err), "server_error", null));
@@ -425,6 +453,7 @@ export async function startFakeOpenAI(options: Partial<FakeOpenAIBehavior> = {})
   return {
     url: `http://127.0.0.1:${port}/v1`,
     stats,
+    batch: batchApi.control,
     setBehavior(partial) {
       Object.assign(behavior, partial);
       requestBucket = bucketFor(behavior.requestsPerMinute, behavior.burstMs, requestBucket ?? undefined);
@@ -438,6 +467,7 @@ export async function startFakeOpenAI(options: Partial<FakeOpenAIBehavior> = {})
         tokens: 0,
         status429: 0,
         byStatus: {},
+        ...emptyBatchStats(),
       });
     },
     close() {

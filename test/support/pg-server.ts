@@ -157,6 +157,9 @@ export class TestDatabaseHandle implements SqlApi, SqlAdmin {
   call<T = unknown>(fn: string, args: Record<string, ApiArg | undefined>): Promise<T> {
     return this.db.api.call<T>(fn, args);
   }
+  transaction<T>(work: (tx: SqlApi) => Promise<T>): Promise<T> {
+    return this.db.api.transaction(work);
+  }
   exec(sql: string): Promise<void> {
     return this.db.api.exec(sql);
   }

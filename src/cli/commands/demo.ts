@@ -1,12 +1,15 @@
 import type { Command } from "commander";
+import { DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_TOKENS } from "../../lib/chunking/chunker.js";
 import { InputError } from "../../lib/errors.js";
 import { LOCAL_MODEL } from "../../lib/providers/local.js";
 import { positiveInt } from "../args.js";
 import { nearestNeighbours, setUpDemoTable } from "../demo-table.js";
+import { nearestChunks, setUpRecordings } from "../demo-transcripts.js";
 import type { Cli } from "../io.js";
 import { runWithSignals } from "../run-target.js";
 
 const QUERY = "how do I keep long backfills from timing out in edge functions";
+const CHUNK_QUERY = "which meeting discussed retry-after headers on a 429 response";
 
 /** `demo`: the whole job on the embedded default, offline. */
 export function registerDemo(program: Command, cli: Cli): void {
@@ -17,6 +20,12 @@ export function registerDemo(program: Command, cli: Cli): void {
     )
     .option("--rows <n>", "rows to create", positiveInt("--rows", 1_000_000), 2400)
     .option("--dimensions <n>", "vector size", positiveInt("--dimensions", 16000), 384)
+    .option(
+      "--recordings <n>",
+      "long transcripts to create (embedded as chunks)",
+      positiveInt("--recordings", 1000),
+      6,
+    )
     .option("--json", "machine-readable output")
     .action(async (o) => {
       try {
@@ -44,7 +53,34 @@ export function registerDemo(program: Command, cli: Cli): void {
             reembed: false,
             json: Boolean(o.json),
           });
+          // The chunked workload: long transcripts, each embedded as many chunks.
+          const recordings = await setUpRecordings(ctx.admin, { count: o.recordings, turns: 150 });
+          await ctx.store.registerTarget({
+            name: "demo_recordings",
+            table: "public.recordings",
+            idColumn: "id",
+            contentColumns: ["transcript"],
+            embeddingColumn: "embedding",
+            provider: "local",
+            model: LOCAL_MODEL,
+            dimensions: o.dimensions,
+            chunkTable: "public.recording_chunks",
+            chunkTokens: DEFAULT_CHUNK_TOKENS,
+            chunkOverlap: DEFAULT_CHUNK_OVERLAP,
+          });
+          const chunked = await runWithSignals(cli.io, ctx, {
+            target: "demo_recordings",
+            batchSize: 100,
+            parallelism: 2,
+            reembed: false,
+            json: Boolean(o.json),
+          });
           const [status] = await ctx.store.status("demo_documents");
+          const [chunkStatus] = await ctx.store.status("demo_recordings");
+          const hits = await nearestChunks(ctx.admin, CHUNK_QUERY, {
+            dimensions: o.dimensions,
+            vectorType: table.vectorType,
+          });
           const neighbours = await nearestNeighbours(ctx.admin, QUERY, {
             dimensions: o.dimensions,
             vectorType: table.vectorType,
@@ -60,6 +96,15 @@ export function registerDemo(program: Command, cli: Cli): void {
             total: status?.total ?? 0,
             query: QUERY,
             neighbours,
+            chunked: {
+              recordingsCreated: recordings.inserted,
+              documents: chunkStatus?.total ?? 0,
+              chunksStored: chunkStatus?.chunks?.stored ?? 0,
+              chunksEmbedded: chunked.job.chunksEmbedded ?? 0,
+              seconds: Number((chunked.elapsedMs / 1000).toFixed(2)),
+              query: CHUNK_QUERY,
+              hits,
+            },
           };
           cli.print(o.json, result, () =>
             [
@@ -70,6 +115,10 @@ export function registerDemo(program: Command, cli: Cli): void {
               "",
               `nearest neighbours of "${QUERY}" (local lexical model, cosine distance):`,
               ...neighbours.map((n) => `  ${n.distance.toFixed(3)}  #${n.id} ${n.title}`),
+              "",
+              `chunked    public.recordings (${result.chunked.documents} transcripts) -> public.recording_chunks: ${result.chunked.chunksStored} chunks stored, ${result.chunked.chunksEmbedded} embedded now in ${result.chunked.seconds} s`,
+              `nearest chunks of "${CHUNK_QUERY}":`,
+              ...hits.map((h) => `  ${h.distance.toFixed(3)}  ${h.title}, chunk ${h.chunk}: ${h.excerpt}...`),
               "",
               result.embedded === 0
                 ? "nothing to embed: every row is current (unchanged content is never embedded twice)"

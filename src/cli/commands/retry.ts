@@ -1,8 +1,16 @@
 import type { Command } from "commander";
+import { InputError } from "../../lib/errors.js";
 import { retryRows } from "../../lib/ops/actions.js";
 import { collectIds, positiveInt } from "../args.js";
 import { EXIT } from "../exit.js";
 import type { Cli } from "../io.js";
+
+const chunkIndex = (value: string): number => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0)
+    throw new InputError(`--chunk must be a chunk index (0, 1, 2, ...), not "${value}"`);
+  return n;
+};
 
 /** `retry <target>`: dead letters (default), given rows, or completed rows whose embedding is NULL. */
 export function registerRetry(program: Command, cli: Cli): void {
@@ -15,6 +23,12 @@ export function registerRetry(program: Command, cli: Cli): void {
     .option(
       "--row <id>",
       "retry this row whatever its state (repeat, or comma-separate)",
+      collectIds,
+      [] as string[],
+    )
+    .option(
+      "--chunk <index>",
+      "a chunked target: retry this chunk of the one --row document (repeat, or comma-separate)",
       collectIds,
       [] as string[],
     )
@@ -36,6 +50,7 @@ by default) embeds them, or now: embeddings backfill <target> --local. Requeued 
             ids: o.row.length > 0 ? o.row : undefined,
             deadLetter: Boolean(o.deadLetter),
             completed: Boolean(o.completed),
+            chunks: o.chunk.length > 0 ? o.chunk.map(chunkIndex) : undefined,
             limit: o.limit,
           }),
         );
@@ -44,6 +59,7 @@ by default) embeds them, or now: embeddings backfill <target> --local. Requeued 
             "dead-letters": "dead-lettered rows",
             rows: "of the given rows",
             "completed-but-null": "completed-but-NULL rows",
+            chunks: `chunks of document ${o.row[0]}`,
           }[r.scope];
           const invalid =
             r.invalid.length > 0

@@ -1,8 +1,13 @@
 import { type Command, Option } from "commander";
+import {
+  DEFAULT_CHUNK_OVERLAP,
+  DEFAULT_CHUNK_TOKENS,
+  validateChunkOptions,
+} from "../../lib/chunking/chunker.js";
 import { InputError } from "../../lib/errors.js";
 import { defaultModel, PROVIDERS } from "../../lib/providers/index.js";
 import { LOCAL_MODEL } from "../../lib/providers/local.js";
-import { columnList, positiveInt } from "../args.js";
+import { columnList, nonNegativeInt, positiveInt } from "../args.js";
 import type { Cli } from "../io.js";
 
 /** `targets add | list | remove`: what to embed. */
@@ -17,7 +22,28 @@ export function registerTargets(program: Command, cli: Cli): void {
     .requiredOption("--id <column>", "its primary key column")
     .option("--content <columns>", "comma-separated text columns to embed, e.g. title,body", columnList)
     .option("--content-sql <expression>", "or one SQL expression over the row that yields the text")
-    .requiredOption("--embedding <column>", "the vector(N) / halfvec(N) / real[] column to fill")
+    .option(
+      "--embedding <column>",
+      "the vector(N) / halfvec(N) / real[] column to fill (with --chunks: the chunk table's; default embedding)",
+    )
+    .option(
+      "--chunks <schema.table>",
+      "embed each row as chunks in this table (document_id, chunk_index, content, embedding); created if missing",
+    )
+    .option(
+      "--chunk-tokens <n>",
+      `largest chunk, in tokens (with --chunks; default ${DEFAULT_CHUNK_TOKENS})`,
+      positiveInt("--chunk-tokens", 8191),
+    )
+    .option(
+      "--chunk-overlap <n>",
+      `tokens of the previous chunk repeated at the start of the next (with --chunks; default ${DEFAULT_CHUNK_OVERLAP})`,
+      nonNegativeInt("--chunk-overlap", 4095),
+    )
+    .option(
+      "--replace",
+      "re-register with another definition: clears the old state, and every row is embedded again",
+    )
     .addOption(
       new Option("--provider <provider>", "embedding provider").choices([...PROVIDERS]).default("local"),
     )
@@ -45,12 +71,33 @@ export function registerTargets(program: Command, cli: Cli): void {
           );
         if (o.content && o.contentSql)
           throw new InputError("give either --content or --content-sql, not both");
+        if (!o.chunks && (o.chunkTokens !== undefined || o.chunkOverlap !== undefined))
+          throw new InputError("--chunk-tokens and --chunk-overlap need --chunks <schema.table>");
+        if (!o.chunks && !o.embedding)
+          throw new InputError("give the column to fill: --embedding <column> (or --chunks <schema.table>)");
+        const chunking = o.chunks
+          ? {
+              chunkTokens: o.chunkTokens ?? DEFAULT_CHUNK_TOKENS,
+              overlapTokens:
+                o.chunkOverlap ??
+                Math.min(DEFAULT_CHUNK_OVERLAP, Math.floor((o.chunkTokens ?? DEFAULT_CHUNK_TOKENS) / 8)),
+              maxInputTokens: 8191,
+            }
+          : null;
+        const problems = chunking ? validateChunkOptions(chunking) : [];
+        if (problems.length > 0)
+          throw new InputError(
+            problems
+              .join("; ")
+              .replaceAll("chunkTokens", "--chunk-tokens")
+              .replaceAll("overlapTokens", "--chunk-overlap"),
+          );
         const target = await cli.withContext((ctx) =>
           ctx.store.registerTarget({
             name,
             table: o.table,
             idColumn: o.id,
-            embeddingColumn: o.embedding,
+            embeddingColumn: o.embedding ?? "embedding",
             provider: o.provider,
             model: o.model ?? defaultModel(o.provider)!,
             contentColumns: o.content,
@@ -58,11 +105,21 @@ export function registerTargets(program: Command, cli: Cli): void {
             dimensions: o.dimensions,
             maxAttempts: o.maxAttempts,
             replace: Boolean(o.replace),
+            ...(chunking
+              ? {
+                  chunkTable: o.chunks,
+                  chunkTokens: chunking.chunkTokens,
+                  chunkOverlap: chunking.overlapTokens,
+                }
+              : {}),
           }),
         );
         cli.print(o.json, target, () =>
           [
-            `registered ${target.name}: ${target.table} -> ${target.embeddingColumn} (${target.embeddingKind}, ${target.dimensions} dims) with ${target.provider}/${target.model}`,
+            target.chunks
+              ? `registered ${target.name}: ${target.table} in chunks of up to ${target.chunks.tokens} tokens (overlap ${target.chunks.overlap}) -> ${target.chunks.table}.${target.embeddingColumn} (${target.embeddingKind}, ${target.dimensions} dims) with ${target.provider}/${target.model}${target.chunkTableCreated ? " (chunk table created)" : ""}`
+              : `registered ${target.name}: ${target.table} -> ${target.embeddingColumn} (${target.embeddingKind}, ${target.dimensions} dims) with ${target.provider}/${target.model}`,
+            ...(target.notes ?? []).map((n) => `note: ${n}`),
             ...(target.replaced
               ? [
                   `replaced the old definition (${target.changed.join(", ")} changed): cleared the state of ${target.reset} rows; every row is embedded again`,
@@ -89,7 +146,7 @@ export function registerTargets(program: Command, cli: Cli): void {
             : list
                 .map(
                   (t) =>
-                    `${t.name}\t${t.table}.${t.embeddingColumn}\t${t.provider}/${t.model}\t${t.dimensions} dims\tcontent: ${t.contentColumns?.join(",") ?? t.contentExpression}`,
+                    `${t.name}\t${t.chunks ? `${t.table} -> ${t.chunks.table}.${t.embeddingColumn} (chunks of ${t.chunks.tokens})` : `${t.table}.${t.embeddingColumn}`}\t${t.provider}/${t.model}\t${t.dimensions} dims\tcontent: ${t.contentColumns?.join(",") ?? t.contentExpression}`,
                 )
                 .join("\n"),
         );

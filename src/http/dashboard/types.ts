@@ -12,6 +12,8 @@ export interface JobView {
   done: number;
   itemsTotal: number;
   itemsFailed: number;
+  chunksTotal?: number;
+  chunksEmbedded?: number;
   averagePerMinute: number | null;
   etaSeconds: number | null;
   tokens: number;
@@ -36,6 +38,16 @@ export interface TargetView {
   untracked: number;
   parked?: number;
   completedButNull: number;
+  batchLimit?: number | null;
+  chunks?: {
+    table: string;
+    stored: number;
+    pending: number;
+    processing: number;
+    embedded: number;
+    deadLetter: number;
+    documents: { total: number; embedded: number; inProgress: number; failed: number };
+  } | null;
   remaining: number;
   rate: { windowMinutes: number; perMinute: number };
   etaSeconds: number | null;

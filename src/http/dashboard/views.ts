@@ -42,6 +42,23 @@ export function jobsTable(t: TargetView): HTMLElement {
   ]);
 }
 
+/** Documents and chunks of a chunked target. */
+function chunkFigures(c: NonNullable<TargetView["chunks"]>): HTMLElement {
+  return el("dl", { class: "figures chunks" }, [
+    figure(
+      "Documents embedded",
+      `${num(c.documents.embedded)} of ${num(c.documents.total)}`,
+      "documents-embedded",
+    ),
+    figure("Documents in progress", num(c.documents.inProgress), "documents-in-progress"),
+    figure("Documents failed", num(c.documents.failed), "documents-failed"),
+    figure(`Chunks stored (${c.table})`, num(c.stored), "chunks-stored"),
+    figure("Chunks pending", num(c.pending + c.processing), "chunks-pending"),
+    figure("Chunks embedded, awaiting swap", num(c.embedded), "chunks-embedded"),
+    figure("Chunk dead letters", num(c.deadLetter), "chunks-dead-letter"),
+  ]);
+}
+
 export function deadLetterSection(
   t: TargetView,
   dead: { items: DeadLetter[] } | undefined,
@@ -99,8 +116,9 @@ export function targetCard(
     bar(t.coverage),
     el("p", {
       class: "coverage",
-      text: `${t.coverage}% embedded (${num(t.embedded)} of ${num(t.total)} rows)`,
+      text: `${t.coverage}% embedded (${num(t.embedded)} of ${num(t.total)} ${t.chunks ? "documents" : "rows"})`,
     }),
+    t.chunks ? chunkFigures(t.chunks) : null,
     el("dl", { class: "figures" }, [
       figure("Pending", num(t.pending), "pending"),
       figure("Processing", num(t.processing), "processing"),
@@ -109,6 +127,7 @@ export function targetCard(
       figure("Not yet seen", num(t.untracked), "untracked"),
       figure("Parked (cancelled job)", num(t.parked ?? 0), "parked"),
       figure("Completed but NULL", num(t.completedButNull), "completed-but-null"),
+      t.batchLimit ? figure("Batch size capped at", num(t.batchLimit), "batch-limit") : null,
       figure(`Rate (${t.rate.windowMinutes} min)`, `${num(Math.round(t.rate.perMinute))} rows/min`, "rate"),
       figure("ETA", eta, "eta"),
       figure("Last embedded", when(t.lastEmbeddedAt), "last-embedded"),

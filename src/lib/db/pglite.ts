@@ -69,6 +69,28 @@ function wrap(db: PGlite): PGliteApi {
       });
     },
 
+    transaction<T>(work: (tx: SqlApi) => Promise<T>): Promise<T> {
+      return serial(() =>
+        db.transaction(async (t) => {
+          const tx: SqlApi = {
+            kind: "pglite",
+            async call<R = unknown>(fn: string, args: Record<string, ApiArg | undefined>): Promise<R> {
+              const { sql, values } = buildCall(fn, args);
+              try {
+                const res = await t.query<{ result: R }>(sql, values);
+                return (res.rows[0]?.result ?? null) as R;
+              } catch (err) {
+                throw toSqlApiError(err, fn);
+              }
+            },
+            transaction: (inner) => inner(tx),
+            close: async () => undefined,
+          };
+          return work(tx);
+        }),
+      );
+    },
+
     exec(sql: string): Promise<void> {
       return serial(async () => {
         try {

@@ -156,6 +156,7 @@ export interface PostgresApi extends SqlApi, SqlAdmin {
   readonly kind: "postgres";
   /** The underlying pool, for callers that need a dedicated connection (LISTEN, COPY). */
   readonly pool: pg.Pool;
+  transaction<T>(work: (tx: SqlApi) => Promise<T>): Promise<T>;
 }
 
 /** SQL API over a direct connection (DATABASE_URL): one pg.Pool, unnamed statements, no introspection. */
@@ -184,6 +185,39 @@ export function createPostgresApi(config: string | PostgresApiOptions): Postgres
         return (res.rows[0]?.result ?? null) as T;
       } catch (err) {
         throw toSqlApiError(err, fn);
+      }
+    },
+
+    async transaction<T>(work: (tx: SqlApi) => Promise<T>): Promise<T> {
+      const client = await pool.connect().catch((err: unknown) => {
+        throw toSqlApiError(err);
+      });
+      const tx: SqlApi = {
+        kind: "postgres",
+        async call<R = unknown>(fn: string, args: Record<string, ApiArg | undefined>): Promise<R> {
+          const { sql, values } = buildCall(fn, args);
+          try {
+            const res = await client.query<{ result: R }>(sql, values);
+            return (res.rows[0]?.result ?? null) as R;
+          } catch (err) {
+            throw toSqlApiError(err, fn);
+          }
+        },
+        transaction: (inner) => inner(tx),
+        close: async () => undefined,
+      };
+      try {
+        await client.query("BEGIN");
+        const result = await work(tx);
+        await client.query("COMMIT");
+        client.release();
+        return result;
+      } catch (err) {
+        await client.query("ROLLBACK").then(
+          () => client.release(),
+          (rollbackErr: unknown) => client.release(rollbackErr instanceof Error ? rollbackErr : true),
+        );
+        throw toSqlApiError(err);
       }
     },
 

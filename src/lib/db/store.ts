@@ -19,6 +19,7 @@ import type {
   WriteItem,
   WriteResult,
 } from "../types.js";
+import { ChunkStore } from "./chunk-store.js";
 import type { SqlApi } from "./types.js";
 import { formatVector } from "./vector.js";
 
@@ -39,7 +40,12 @@ function splitNul(ids: readonly string[]): { valid: string[]; nul: string[] } {
  */
 
 export class EmbeddingStore {
-  constructor(readonly api: SqlApi) {}
+  /** The chunked targets' calls (claim, plan, write, swap). */
+  readonly chunks: ChunkStore;
+
+  constructor(readonly api: SqlApi) {
+    this.chunks = new ChunkStore(api);
+  }
 
   /**
    * Registers a target, or re-registers it with the same definition. Another table, id, content,
@@ -59,6 +65,35 @@ export class EmbeddingStore {
       p_dimensions: input.dimensions ?? null,
       p_max_attempts: input.maxAttempts ?? 3,
       p_replace: input.replace ?? false,
+      p_chunk_table: input.chunkTable ?? null,
+      p_chunk_tokens: input.chunkTable ? (input.chunkTokens ?? null) : null,
+      p_chunk_overlap: input.chunkTable ? (input.chunkOverlap ?? null) : null,
+    });
+  }
+
+  /** A batch of `size` went through while the target is capped: the cap grows back after five. */
+  batchLimitSuccess(
+    target: string,
+    size: number,
+    requested: number,
+  ): Promise<{ batchLimit: number | null; changed: boolean }> {
+    return this.api.call("embedding_batch_limit_success", {
+      p_target: target,
+      p_size: size,
+      p_requested: requested,
+    });
+  }
+
+  /** The adaptive batch size a target learned (null: none); only called when it changes. */
+  setBatchLimit(
+    target: string,
+    limit: number | null,
+    reason?: string,
+  ): Promise<{ batchLimit: number | null; reason: string | null }> {
+    return this.api.call("embedding_set_batch_limit", {
+      p_target: target,
+      p_limit: limit,
+      p_reason: reason ?? null,
     });
   }
 
@@ -252,7 +287,14 @@ export class EmbeddingStore {
   incrementProgress(
     jobId: string,
     processed: number,
-    more: { failed?: number; skipped?: number; tokens?: number; requests?: number } = {},
+    more: {
+      failed?: number;
+      skipped?: number;
+      tokens?: number;
+      requests?: number;
+      chunksPlanned?: number;
+      chunksEmbedded?: number;
+    } = {},
   ): Promise<Job> {
     return this.api.call<Job>("increment_embedding_job_progress", {
       job_id: jobId,
@@ -261,6 +303,8 @@ export class EmbeddingStore {
       skipped_count: more.skipped,
       token_count: more.tokens,
       request_count: more.requests,
+      chunks_planned: more.chunksPlanned || undefined,
+      chunks_embedded: more.chunksEmbedded || undefined,
     });
   }
 

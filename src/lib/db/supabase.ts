@@ -22,6 +22,9 @@ function errorCode(status: number, code: string): string {
   if (UNAVAILABLE_PGRST.has(code)) return "08006";
   if (code) return code;
   if (UNAVAILABLE_STATUS.has(status)) return "08006";
+  // The gateway refused the request body as too large: program_limit_exceeded, so the pipeline
+  // splits the batch (src/lib/core/adaptive.ts) instead of retrying it at the same size.
+  if (status === 413) return "54000";
   // The API gateway's "Invalid API key" has no code: invalid_authorization_specification.
   if (status === 401 || status === 403) return "28000";
   return "XX000";

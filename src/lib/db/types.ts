@@ -19,6 +19,11 @@ export interface SqlApi {
   readonly kind: TransportKind;
   /** Call one SQL API function by name; resolves to its jsonb result (already parsed). */
   call<T = unknown>(fn: string, args: Record<string, ApiArg | undefined>): Promise<T>;
+  /**
+   * Several calls in one transaction, each its own statement (so a statement timeout bounds each
+   * call, not the whole). Direct transports only: over PostgREST every call is its own transaction.
+   */
+  transaction?<T>(work: (tx: SqlApi) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 

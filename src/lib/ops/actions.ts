@@ -7,7 +7,7 @@ import type { JobStatus } from "../types.js";
  * Engine-agnostic: telling Inngest about a cancellation is a callback the caller passes in.
  */
 
-export type RetryScope = "dead-letters" | "rows" | "completed-but-null";
+export type RetryScope = "dead-letters" | "rows" | "completed-but-null" | "chunks";
 
 export interface RetryRequest {
   target: string;
@@ -16,6 +16,8 @@ export interface RetryRequest {
   deadLetter?: boolean;
   /** Rows marked completed whose embedding is NULL (queue state that disagrees with coverage). */
   completed?: boolean;
+  /** A chunked target: these chunks (by index) of the one document in `ids`. */
+  chunks?: number[];
   limit?: number;
 }
 
@@ -33,6 +35,14 @@ export async function retryRows(
       throw new InputError("--completed re-queues every completed-but-NULL row: give it without row ids");
     const r = await store.retryCompletedButNull(request.target, request.limit);
     return { target: request.target, scope: "completed-but-null", requeued: r.requeued, invalid: [] };
+  }
+  if (request.chunks?.length) {
+    if (request.ids?.length !== 1)
+      throw new InputError(
+        "chunks are retried per document: give exactly one document id with the chunk indexes",
+      );
+    const r = await store.chunks.retry(request.target, request.ids[0]!, request.chunks);
+    return { target: request.target, scope: "chunks", requeued: r.requeued, invalid: [] };
   }
   const ids = request.ids?.length ? request.ids : undefined;
   const r = await store.retry(request.target, {

@@ -75,6 +75,17 @@ export function createMetrics(options: { processMetrics?: boolean; prefix?: stri
     "target",
   ]);
 
+  const chunks = g(
+    "target_chunks",
+    "Chunked targets: chunks by state (stored: in the chunk table; the others: being embedded)",
+    ["target", "state"],
+  );
+  const batchLimit = g(
+    "target_batch_limit",
+    "The batch size a statement timeout or a too-large request taught the target (absent: no cap)",
+    ["target"],
+  );
+
   const jobLabels = ["target", "job_id", "kind"] as const;
   const jobTotal = g("job_items_total", "Rows a running job has to handle", jobLabels);
   const jobDone = g(
@@ -114,6 +125,8 @@ export function createMetrics(options: { processMetrics?: boolean; prefix?: stri
     tokens,
     cost,
     targetHealth,
+    chunks,
+    batchLimit,
     jobTotal,
     jobDone,
     jobFailed,
@@ -149,6 +162,18 @@ export function createMetrics(options: { processMetrics?: boolean; prefix?: stri
       tokens.set(l, t.tokens);
       cost.set(l, t.estimatedCostUsd);
       targetHealth.set(l, levelRank(t.health.level));
+      if (t.chunks) {
+        const c = t.chunks;
+        for (const [state, v] of [
+          ["stored", c.stored],
+          ["pending", c.pending],
+          ["processing", c.processing],
+          ["embedded", c.embedded],
+          ["dead_letter", c.deadLetter],
+        ] as const)
+          chunks.set({ target: t.target, state }, v);
+      }
+      if (t.batchLimit) batchLimit.set(l, t.batchLimit);
       for (const j of t.jobs) {
         if (j.status !== "running") continue;
         const jl = { target: t.target, job_id: j.id, kind: j.kind };

@@ -46,6 +46,8 @@ type ItemResult = { ok: true; vector: Float32Array } | { ok: false; error: strin
 interface Tally {
   requests: number;
   tokens: number;
+  /** A request was refused as too large (413) and split. */
+  oversized?: boolean;
 }
 
 export function createOpenAIProvider(options: OpenAIProviderOptions): EmbeddingProvider {
@@ -105,6 +107,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): EmbeddingP
         dimensionFix,
       });
       if (failure.kind === "throw") throw failure.error;
+      if ((err as { status?: unknown }).status === 413) tally.oversized = true;
       if (items.length === 1) {
         results[items[0]!.unique] = { ok: false, error: failure.message };
         return;
@@ -170,10 +173,10 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): EmbeddingP
       handedOut.add(unique);
       return { ok: true, vector, tokens: item.tokens, truncated: item.truncated };
     });
-    return { outcomes, tokens: tally.tokens, requests: tally.requests };
+    return { outcomes, tokens: tally.tokens, requests: tally.requests, oversized: tally.oversized };
   }
 
-  return { name: "openai", model, dimensions: expected, embed };
+  return { name: "openai", model, dimensions: expected, maxInputTokens, embed };
 }
 
 function resolveDimensions(options: OpenAIProviderOptions): number {

@@ -12,6 +12,8 @@ export interface EmbeddingProvider {
   readonly name: string;
   readonly model: string;
   readonly dimensions: number;
+  /** The longest input the model takes, in tokens (chunks are cut to fit); 8,191 when not said. */
+  readonly maxInputTokens?: number;
   embed(texts: readonly string[], options?: EmbedOptions): Promise<EmbedBatchResult>;
 }
 
@@ -30,6 +32,8 @@ export interface EmbedBatchResult {
   tokens: number;
   /** HTTP requests made (0 for offline providers). */
   requests: number;
+  /** A request was refused as too large (HTTP 413) and had to be split: the batch should shrink. */
+  oversized?: boolean;
 }
 
 /** Price per 1M tokens in USD, per model; used for estimated cost. Configurable. */

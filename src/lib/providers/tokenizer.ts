@@ -42,3 +42,73 @@ export function truncateToTokens(text: string, maxTokens: number): TruncatedText
     cut -= Math.max(1, tokens - maxTokens);
   }
 }
+
+// --- Helpers for the chunker (src/lib/chunking) ---------------------------------------------------
+
+/**
+ * The token count of `text` when it has at most `limit` tokens, else `false`. Stops encoding at the
+ * limit, so asking "does this paragraph fit?" of a whole document costs about `limit` tokens, not the
+ * document.
+ */
+export function tokensWithin(text: string, limit: number): number | false {
+  // The early-exit path encodes through a generator, about twice as slow per token as a plain count;
+  // it only pays off when the text is several times longer than the limit could hold.
+  if (text.length > limit * 6) return isWithinTokenLimit(text, limit, PLAIN_TEXT);
+  const tokens = countTokens(text);
+  return tokens <= limit ? tokens : false;
+}
+
+/**
+ * Cuts `text` into consecutive pieces of at most `maxTokens` (>= 4) tokens each, never inside a
+ * character. Invariant: the pieces concatenate back to `text` exactly, so callers keep offsets into
+ * the original. The last resort for a "word" longer than a chunk (a hex blob, a huge URL).
+ *
+ * Counts only, never decodes: gpt-tokenizer's decode() shares one streaming TextDecoder, so decoding
+ * token ids that end inside a character leaves those bytes behind to be prepended to the next decode
+ * anywhere in the process (truncateToTokens above returns different text for the same input after
+ * such a call). Each cut is guessed from the characters per token seen so far and checked with one
+ * count, so a piece usually costs one or two counts of about `maxTokens` tokens.
+ */
+export function splitByTokens(text: string, maxTokens: number): string[] {
+  const pieces: string[] = [];
+  let charsPerToken = 4;
+  let from = 0;
+  while (from < text.length) {
+    const { end, tokens } = fittingEnd(text, from, maxTokens, maxTokens * charsPerToken);
+    if (tokens > 0) charsPerToken = (end - from) / tokens;
+    pieces.push(text.slice(from, end));
+    from = end;
+  }
+  return pieces;
+}
+
+/** A prefix of `text` from `from` with at most maxTokens tokens, 90-100% full when it can be. */
+function fittingEnd(
+  text: string,
+  from: number,
+  maxTokens: number,
+  guessChars: number,
+): { end: number; tokens: number } {
+  // One code point is at most 4 bytes, so at most 4 tokens: always fits, guarantees progress.
+  const one = from + (text.codePointAt(from)! > 0xffff ? 2 : 1);
+  let fit = { end: one, tokens: countTokens(text.slice(from, one)) };
+  let end = snapToCodePoint(text, from + Math.max(1, Math.round(guessChars)));
+  for (let round = 0; round < 8 && end > fit.end; round++) {
+    const tokens = countTokens(text.slice(from, end));
+    if (tokens <= maxTokens) {
+      fit = { end, tokens };
+      if (end === text.length || tokens >= maxTokens * 0.9) break;
+    }
+    // Re-aim at 95% by the ratio just seen; growing at most 4x a round keeps one count bounded.
+    const aim = Math.floor(((end - from) * maxTokens * 0.95) / Math.max(tokens, 1));
+    end = snapToCodePoint(text, from + Math.min(aim, (end - from) * 4));
+  }
+  return fit;
+}
+
+/** `at` clamped to the text, moved back one if it would split a surrogate pair. */
+function snapToCodePoint(text: string, at: number): number {
+  if (at >= text.length) return text.length;
+  const code = text.charCodeAt(at - 1);
+  return code >= 0xd800 && code <= 0xdbff ? at - 1 : at;
+}

@@ -1,0 +1,166 @@
+import type { EmbeddingStore } from "../db/store.js";
+import { TargetConfigError } from "../errors.js";
+import type { Logger } from "../logger.js";
+import type { EmbeddingProvider } from "../providers/provider.js";
+import type { Job, JobStatus, Target } from "../types.js";
+import { isTooLarge, learnTooLarge } from "./adaptive.js";
+
+/** What one batch needs, whichever runner drives it (Inngest, the CLI, the HTTP batch endpoint). */
+export interface PipelineDeps {
+  store: EmbeddingStore;
+  provider: EmbeddingProvider;
+  /** Batch-size changes are logged here (counts and ids only). */
+  logger?: Logger;
+}
+
+export interface BatchOptions {
+  target: Target;
+  workerId: string;
+  batchSize: number;
+  jobId?: string;
+  leaseSeconds?: number;
+  /** Only these rows (the dead-letter recovery processes exactly the rows it queued again). */
+  ids?: readonly string[];
+  signal?: AbortSignal;
+}
+
+export interface BatchResult {
+  /** Rows (for a chunked target: documents) embedded and written. */
+  processed: number;
+  /** Rows that failed on their own (dead-lettered or scheduled for retry). */
+  failed: number;
+  /** Rows completed without a provider call (content unchanged) or with nothing to do. */
+  skipped: number;
+  /** Rows edited while in flight: queued again, not overwritten. */
+  requeued: number;
+  /** Inputs sent to the provider (rows, or chunks). */
+  claimed: number;
+  /** Rows this call took off the queue in any way (embedded, skipped, deleted, empty): 0 = nothing was due. */
+  touched: number;
+  tokens: number;
+  requests: number;
+  truncated: number;
+  /** From the job's counters when there is a job; otherwise -1 (unknown, nothing was counted). */
+  total: number;
+  remaining: number;
+  /** Nothing due, nothing in flight, nothing waiting for a retry. */
+  complete: boolean;
+  /** When rows are waiting for a backoff to pass: the earliest time one becomes due. */
+  nextRetryAt: string | null;
+  /** The job after this batch's counters were added (when there is a job). */
+  job?: Job;
+  /** The job is no longer running (cancelled, failed, completed elsewhere): nothing was claimed. */
+  stopped?: JobStatus;
+  /** The batch size used (the target's adaptive cap may have made it smaller than asked). */
+  size: number;
+  /** Chunked targets: chunks cut, chunks that kept a vector they had, chunks embedded now. */
+  chunks?: { planned: number; reused: number; embedded: number };
+}
+
+export const NOTHING: BatchResult = {
+  processed: 0,
+  failed: 0,
+  skipped: 0,
+  requeued: 0,
+  claimed: 0,
+  touched: 0,
+  tokens: 0,
+  requests: 0,
+  truncated: 0,
+  total: -1,
+  remaining: -1,
+  complete: false,
+  nextRetryAt: null,
+  size: 0,
+};
+
+export const DEFAULT_LEASE_SECONDS = 300;
+
+/** A target never silently falls back to another provider, model or dimension. */
+export function assertProviderMatches(target: Target, provider: EmbeddingProvider): void {
+  if (provider.name !== target.provider || provider.model !== target.model) {
+    throw new TargetConfigError(
+      `target "${target.name}" is registered for ${target.provider}/${target.model} but the worker was given ${provider.name}/${provider.model}`,
+      `configure the ${target.provider} provider, or re-register the target with --provider ${provider.name} --model ${provider.model}`,
+    );
+  }
+  if (provider.dimensions !== target.dimensions) {
+    throw new TargetConfigError(
+      `target "${target.name}" expects ${target.dimensions} dimensions but the provider is set to ${provider.dimensions}`,
+      `set the provider's dimensions to ${target.dimensions}, or alter the column and re-register`,
+    );
+  }
+}
+
+/** The vector has the target's dimension, or the whole batch stops with both numbers. */
+export function assertDimensions(target: Target, got: number): void {
+  if (got !== target.dimensions) {
+    throw new TargetConfigError(
+      `expected ${target.dimensions} dimensions, got ${got}`,
+      `set the target's provider dimensions to ${target.dimensions} (text-embedding-3-* accept a dimensions parameter), or alter the column to vector(${got}) and re-register`,
+    );
+  }
+}
+
+/**
+ * A claim, halved until the database answers in time: a claim cancelled by a statement timeout
+ * leased nothing (its transaction rolled back), so a smaller one can simply follow.
+ */
+export async function claimAdaptive<T>(
+  deps: PipelineDeps,
+  target: Target,
+  size: number,
+  claim: (n: number) => Promise<T>,
+): Promise<{ claim: T; size: number }> {
+  for (let n = size; ; ) {
+    try {
+      return { claim: await claim(n), size: n };
+    } catch (err) {
+      if (!isTooLarge(err) || n <= 1) throw err;
+      await learnTooLarge(deps.store, target, n, err, deps.logger);
+      n = Math.max(1, Math.floor(n / 2));
+    }
+  }
+}
+
+/**
+ * The end of every batch: the job's counters (one atomic call), then whether anything is left. A
+ * full claim means more work is likely due: the summary round trip is skipped and the next claim
+ * finds out. Only a short claim asks whether anything is left.
+ */
+export async function finishBatch(
+  deps: PipelineDeps,
+  options: BatchOptions,
+  result: Omit<BatchResult, "total" | "remaining" | "complete" | "nextRetryAt" | "job">,
+  progress: {
+    processed: number;
+    failed: number;
+    skipped: number;
+    chunksPlanned?: number;
+    chunksEmbedded?: number;
+  },
+): Promise<BatchResult> {
+  let total = -1;
+  let remaining = -1;
+  let job: Job | undefined;
+  if (options.jobId) {
+    job = await deps.store.incrementProgress(options.jobId, progress.processed, {
+      failed: progress.failed,
+      skipped: progress.skipped,
+      tokens: result.tokens,
+      requests: result.requests,
+      chunksPlanned: progress.chunksPlanned,
+      chunksEmbedded: progress.chunksEmbedded,
+    });
+    total = job.itemsTotal;
+    remaining = Math.max(job.itemsTotal - job.itemsProcessed - job.itemsFailed - job.itemsSkipped, 0);
+  }
+  const summary =
+    result.touched >= result.size
+      ? { dueNow: true, inFlight: true, nextRetryAt: null }
+      : await deps.store.pendingSummary(options.target.name);
+  const waiting = summary.nextRetryAt !== null;
+  const complete = !summary.dueNow && !summary.inFlight && !waiting;
+  if (complete) remaining = 0;
+  return { ...result, total, remaining, complete, nextRetryAt: summary.nextRetryAt, job };
+}

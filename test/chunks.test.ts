@@ -1,0 +1,497 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { backfillRequested } from "../src/functions/events.js";
+import { runTarget } from "../src/lib/core/runner.js";
+import { createPostgresApi, type PostgresApi } from "../src/lib/db/postgres.js";
+import { EmbeddingStore } from "../src/lib/db/store.js";
+import { createLocalProvider } from "../src/lib/providers/local.js";
+import type { EmbedBatchResult, EmbeddingProvider } from "../src/lib/providers/provider.js";
+import { createTestApp } from "./support/app.js";
+import { countingProvider, createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
+import { useTestDatabase } from "./support/pg-server.js";
+import { createTestPGlite } from "./support/pglite.js";
+import { createRecordings, registerRecordings, transcript } from "./support/transcripts.js";
+
+/**
+ * Chunk mode on a real PostgreSQL: long documents split into embedded chunks, re-chunked
+ * incrementally, swapped in atomically, and status per document and per chunk.
+ */
+
+const db = useTestDatabase("chunks");
+
+/** The local provider, recording every input it is asked to embed. */
+function recording(dimensions: number, options: { delayMs?: number } = {}) {
+  const inner = createLocalProvider({ dimensions });
+  const inputs: string[] = [];
+  const provider: EmbeddingProvider = {
+    name: inner.name,
+    model: inner.model,
+    dimensions,
+    async embed(texts, o): Promise<EmbedBatchResult> {
+      inputs.push(...texts);
+      if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
+      return inner.embed(texts, o);
+    },
+  };
+  return { provider, inputs };
+}
+
+const run = (provider: EmbeddingProvider, target: string, batchSize = 20, parallelism = 2) =>
+  runTarget({ store: db.store, provider }, { target, batchSize, parallelism });
+
+const chunkRows = (table: string, id: number | string) =>
+  db.query<{ chunk_index: number; content: string }>(
+    `SELECT chunk_index, content FROM public.${table} WHERE document_id = $1 ORDER BY chunk_index`,
+    [id],
+  );
+
+describe("chunked targets", () => {
+  it("registration creates the chunk table (real[] without pgvector, saying so) with a cascading key", async () => {
+    await createRecordings(db, "rec_reg", [transcript(1, 3)]);
+    const t = await registerRecordings(db.store, { name: "rec_reg", table: "rec_reg", dimensions: 8 });
+    expect(t).toMatchObject({
+      chunkTableCreated: true,
+      chunks: { table: "public.rec_reg_chunks", tokens: 64, overlap: 8 },
+      embeddingColumn: "embedding",
+      embeddingKind: "real[]",
+      notes: [expect.stringContaining("pgvector is not installed")],
+    });
+    const cols = await db.query<{ column_name: string; data_type: string; udt_name: string }>(
+      `SELECT column_name, data_type, udt_name FROM information_schema.columns
+        WHERE table_name = 'rec_reg_chunks' ORDER BY ordinal_position`,
+    );
+    expect(cols.map((c) => [c.column_name, c.udt_name])).toEqual([
+      ["document_id", "int8"],
+      ["chunk_index", "int4"],
+      ["content", "text"],
+      ["embedding", "_float4"],
+    ]);
+    expect(
+      await scalar(
+        db,
+        "SELECT confdeltype::text || confupdtype::text FROM pg_constraint WHERE conrelid = 'public.rec_reg_chunks'::regclass AND contype = 'f'",
+      ),
+    ).toBe("cc");
+  });
+
+  it("an existing chunk table that cannot work is refused with every problem and its fix, and nothing is registered", async () => {
+    await createRecordings(db, "rec_bad", [transcript(2, 2)]);
+    await db.exec(`CREATE TABLE public.rec_bad_chunks (document_id text, pos integer, body text,
+        embedding real[], tenant text NOT NULL)`);
+    const err = await registerRecordings(db.store, { name: "rec_bad", table: "rec_bad" }).catch(
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(Error);
+    const message = (err as Error).message;
+    expect(message).toContain("document_id is text but the source key is bigint");
+    expect(message).toContain("column chunk_index is missing");
+    expect(message).toContain("column content is missing");
+    expect(message).toContain("no primary key (document_id, chunk_index)");
+    expect(message).toContain("column tenant is NOT NULL without a default");
+    expect(await scalar(db, "SELECT count(*)::int FROM embedding_targets WHERE name = 'rec_bad'")).toBe(0);
+  });
+
+  it("embeds every chunk of documents of 1 to hundreds of chunks, and completes every document", async () => {
+    const docs = [transcript(10, 1), transcript(11, 12), transcript(12, 150), transcript(13, 40)];
+    await createRecordings(db, "rec_all", docs);
+    await registerRecordings(db.store, { name: "rec_all", table: "rec_all" });
+    const { provider, inputs } = recording(8);
+    const summary = await run(provider, "rec_all");
+    expect(summary.job).toMatchObject({ status: "completed", itemsTotal: 4, itemsProcessed: 4 });
+    const stored = await scalar<number>(db, "SELECT count(*)::int FROM public.rec_all_chunks");
+    expect(stored).toBeGreaterThan(100);
+    expect(summary.job.chunksTotal).toBe(stored);
+    expect(summary.job.chunksEmbedded).toBe(stored);
+    expect(inputs).toHaveLength(stored);
+    expect(await scalar(db, "SELECT count(*)::int FROM public.rec_all_chunks WHERE embedding IS NULL")).toBe(
+      0,
+    );
+    // Chunk indexes are dense per document, and the chunks cover the document in order.
+    for (const [i, paragraphs] of docs.entries()) {
+      const rows = await chunkRows("rec_all_chunks", i + 1);
+      expect(rows.map((r) => r.chunk_index)).toEqual(rows.map((_, k) => k));
+      expect(rows[0]!.content.startsWith(paragraphs[0]!.slice(0, 20))).toBe(true);
+    }
+    const [s] = await db.store.status("rec_all");
+    expect(s).toMatchObject({ total: 4, embedded: 4, completed: 4, coverage: 100 });
+    expect(s!.chunks).toMatchObject({
+      stored,
+      pending: 0,
+      processing: 0,
+      deadLetter: 0,
+      documents: { total: 4, embedded: 4, inProgress: 0, failed: 0 },
+    });
+  });
+});
+
+describe("incremental re-chunking", () => {
+  it("an edit of one paragraph of a long document re-embeds only the chunks around it, and unchanged chunks keep their vectors", async () => {
+    const paragraphs = transcript(20, 200);
+    await createRecordings(db, "rec_edit", [paragraphs]);
+    await registerRecordings(db.store, { name: "rec_edit", table: "rec_edit" });
+    const first = recording(8);
+    await run(first.provider, "rec_edit");
+    const before = await chunkRows("rec_edit_chunks", 1);
+    expect(before.length).toBeGreaterThan(150);
+    const vectorsBefore = new Map(
+      (
+        await db.query<{ content: string; v: string }>(
+          "SELECT content, embedding::text AS v FROM public.rec_edit_chunks WHERE document_id = 1",
+        )
+      ).map((r) => [r.content, r.v]),
+    );
+
+    const edits: [string, (p: string[]) => string[]][] = [
+      ["a word changed", (p) => p.map((x, i) => (i === 100 ? x.replace(/\bthe\b/u, "THE") : x))],
+      [
+        "a sentence added",
+        (p) => p.map((x, i) => (i === 60 ? `${x} And one more sentence was said here.` : x)),
+      ],
+      [
+        "a sentence removed",
+        (p) => p.map((x, i) => (i === 140 ? x.replace(/^(Speaker \d: [^.]*\.) [^.]*\./u, "$1") : x)),
+      ],
+      ["a paragraph inserted", (p) => [...p.slice(0, 30), "Speaker 9: A new turn appears.", ...p.slice(30)]],
+      ["a paragraph deleted", (p) => [...p.slice(0, 170), ...p.slice(171)]],
+    ];
+    let current = paragraphs;
+    for (const [what, edit] of edits) {
+      current = edit(current);
+      await db.query("UPDATE public.rec_edit SET body = $1 WHERE id = 1", [current.join("\n\n")]);
+      const again = recording(8);
+      const s = await run(again.provider, "rec_edit");
+      expect(s.job.status, what).toBe("completed");
+      const after = await chunkRows("rec_edit_chunks", 1);
+      const changed = after.filter((r) => !before.some((b) => b.content === r.content)).length;
+      // Only the chunks around the edit are new, and only new chunks reach the provider.
+      expect(again.inputs.length, what).toBeLessThanOrEqual(4);
+      expect(again.inputs.length, what).toBeGreaterThanOrEqual(1);
+      expect(changed, what).toBeLessThanOrEqual(again.inputs.length * 2);
+      before.splice(0, before.length, ...after);
+    }
+    // A chunk that did not change kept its vector, bit for bit.
+    const after = await db.query<{ content: string; v: string }>(
+      "SELECT content, embedding::text AS v FROM public.rec_edit_chunks WHERE document_id = 1 ORDER BY chunk_index LIMIT 20",
+    );
+    for (const r of after) expect(r.v).toBe(vectorsBefore.get(r.content));
+  });
+
+  it("deleting a document removes its chunks; a document emptied has none; a re-keyed one moves", async () => {
+    await createRecordings(db, "rec_del", [transcript(30, 20), transcript(31, 20), transcript(32, 20)]);
+    await registerRecordings(db.store, { name: "rec_del", table: "rec_del" });
+    await run(recording(8).provider, "rec_del");
+    expect(await scalar(db, "SELECT count(DISTINCT document_id)::int FROM public.rec_del_chunks")).toBe(3);
+    await db.exec(
+      "DELETE FROM public.rec_del WHERE id = 1; UPDATE public.rec_del SET body = '   ' WHERE id = 2",
+    );
+    await db.exec("UPDATE public.rec_del SET id = 30 WHERE id = 3");
+    const again = recording(8);
+    await run(again.provider, "rec_del");
+    expect(again.inputs).toHaveLength(0);
+    expect(await scalar(db, "SELECT array_agg(DISTINCT document_id)::text FROM public.rec_del_chunks")).toBe(
+      "{30}",
+    );
+    const [s] = await db.store.status("rec_del");
+    expect(s).toMatchObject({ total: 2, embedded: 2, tracked: 2 });
+  });
+
+  it("a reader querying during a re-chunk sees the old set or the new one, never a mix or a part", async () => {
+    const v1 = transcript(40, 60, " first");
+    await createRecordings(db, "rec_swap", [v1]);
+    await registerRecordings(db.store, { name: "rec_swap", table: "rec_swap" });
+    await run(recording(8).provider, "rec_swap");
+    const n1 = (await chunkRows("rec_swap_chunks", 1)).length;
+    await db.query("UPDATE public.rec_swap SET body = $1 WHERE id = 1", [
+      transcript(41, 90, " second").join("\n\n"),
+    ]);
+
+    const seen = new Set<string>();
+    let reading = true;
+    const reader = (async () => {
+      while (reading) {
+        const [r] = await db.query<{ n: number; first: number; second: number }>(
+          `SELECT count(*)::int AS n, count(*) FILTER (WHERE content LIKE '%first.%')::int AS first,
+                  count(*) FILTER (WHERE content LIKE '%second.%')::int AS second
+             FROM public.rec_swap_chunks WHERE document_id = 1`,
+        );
+        seen.add(`${r!.n}:${r!.first === r!.n ? "v1" : r!.second === r!.n ? "v2" : "mixed"}`);
+      }
+    })();
+    await run(recording(8, { delayMs: 5 }).provider, "rec_swap", 5, 2);
+    reading = false;
+    await reader;
+    const n2 = (await chunkRows("rec_swap_chunks", 1)).length;
+    expect([...seen].sort()).toEqual([`${n1}:v1`, `${n2}:v2`].filter((x) => seen.has(x)).sort());
+    expect(seen.has(`${n1}:v1`)).toBe(true);
+    expect(seen.has(`${n2}:v2`)).toBe(true);
+  });
+
+  it("a document of 5,000 chunks is spread over many batches and written in bounded pieces", async () => {
+    await createRecordings(db, "rec_huge", [transcript(50, 2400)]);
+    await registerRecordings(db.store, {
+      name: "rec_huge",
+      table: "rec_huge",
+      chunkTokens: 16,
+      chunkOverlap: 0,
+    });
+    // Every statement that writes chunk rows records how many it wrote.
+    await db.exec(`
+      CREATE TABLE public.rec_huge_statements (table_name text, n integer);
+      CREATE FUNCTION public.rec_huge_count() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        INSERT INTO public.rec_huge_statements SELECT TG_TABLE_NAME, count(*) FROM new_rows;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER count_chunks AFTER INSERT ON public.rec_huge_chunks REFERENCING NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION public.rec_huge_count();`);
+    const { provider, inputs } = recording(8);
+    const s = await run(provider, "rec_huge", 100, 2);
+    expect(s.job.status).toBe("completed");
+    const stored = await scalar<number>(db, "SELECT count(*)::int FROM public.rec_huge_chunks");
+    expect(stored).toBeGreaterThanOrEqual(5000);
+    expect(inputs).toHaveLength(stored);
+    expect(s.job.chunksEmbedded).toBe(stored);
+    // The whole set went in within one swap, in statements of at most a batch (100 rows).
+    expect(await scalar(db, "SELECT max(n)::int FROM public.rec_huge_statements")).toBe(100);
+    expect(await scalar(db, "SELECT sum(n)::int FROM public.rec_huge_statements")).toBe(stored);
+  });
+});
+
+describe("adaptive batch size", () => {
+  /**
+   * A role with a small statement_timeout, as Supabase gives its API roles, and a table whose write
+   * of more than 8 rows in one statement takes 5 s (standing in for a slow HNSW index): a batch of
+   * 20 hits the timeout every time, a batch of 5 never does.
+   */
+  async function slowRole(role: string): Promise<PostgresApi> {
+    await db.exec(`
+      DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN
+          CREATE ROLE ${role} LOGIN SUPERUSER PASSWORD 'slow';
+        END IF;
+      END $$;
+      ALTER ROLE ${role} SET statement_timeout = '1500ms';
+      CREATE OR REPLACE FUNCTION public.slow_when_large() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF (SELECT count(*) FROM new_rows) > 8 THEN PERFORM pg_sleep(5); END IF;
+        RETURN NULL;
+      END $$;`);
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = "slow";
+    const api = createPostgresApi(url.toString());
+    apis.push(api);
+    return api;
+  }
+  const apis: PostgresApi[] = [];
+  afterAll(async () => {
+    for (const api of apis) await api.close();
+  });
+
+  it("a chunk swap cancelled by the statement timeout shrinks to pieces that fit, at 1536 dimensions, and completes", async () => {
+    await createRecordings(db, "rec_slow", [transcript(60, 40), transcript(61, 40)]);
+    await registerRecordings(db.store, { name: "rec_slow", table: "rec_slow", dimensions: 1536 });
+    const api = await slowRole("chunks_slow_worker");
+    await db.exec(`CREATE TRIGGER slow AFTER INSERT ON public.rec_slow_chunks REFERENCING NEW TABLE AS new_rows
+      FOR EACH STATEMENT EXECUTE FUNCTION public.slow_when_large()`);
+    const store = new EmbeddingStore(api);
+    const { provider } = recording(1536);
+    const s = await runTarget({ store, provider }, { target: "rec_slow", batchSize: 20, parallelism: 1 });
+    expect(s.job.status).toBe("completed");
+    const stored = await scalar<number>(db, "SELECT count(*)::int FROM public.rec_slow_chunks");
+    expect(stored).toBeGreaterThan(20);
+    expect(
+      await scalar(
+        db,
+        "SELECT count(*)::int FROM public.rec_slow_chunks WHERE cardinality(embedding) = 1536",
+      ),
+    ).toBe(stored);
+    // The cap the target learned fits under the 8-row threshold (it may have grown back a step).
+    const t = await db.store.getTarget("rec_slow");
+    expect(t.batchLimit).toBeGreaterThanOrEqual(1);
+    expect(t.batchLimit).toBeLessThanOrEqual(8);
+    expect(t.batchLimitReason).toBeTruthy();
+    const [status] = await db.store.status("rec_slow");
+    expect(status).toMatchObject({ batchLimit: t.batchLimit, completed: 2, deadLetter: 0 });
+  });
+
+  it("a row write cancelled by the statement timeout is split down until it fits; the size grows back", async () => {
+    await createDocuments(db, { table: "rows_slow", rows: 60 });
+    await registerDocuments(db.store, { name: "rows_slow", table: "rows_slow", dimensions: 1536 });
+    const api = await slowRole("rows_slow_worker");
+    await db.exec(`CREATE TRIGGER slow AFTER UPDATE ON public.rows_slow REFERENCING NEW TABLE AS new_rows
+      FOR EACH STATEMENT EXECUTE FUNCTION public.slow_when_large()`);
+    const store = new EmbeddingStore(api);
+    const s = await runTarget(
+      { store, provider: createLocalProvider({ dimensions: 1536 }) },
+      { target: "rows_slow", batchSize: 20, parallelism: 1 },
+    );
+    expect(s.job).toMatchObject({ status: "completed", itemsProcessed: 60, itemsFailed: 0 });
+    expect(await scalar(db, "SELECT count(*)::int FROM public.rows_slow WHERE embedding IS NOT NULL")).toBe(
+      60,
+    );
+    const capped = (await db.store.getTarget("rows_slow")).batchLimit!;
+    expect(capped).toBeGreaterThanOrEqual(1);
+    expect(capped).toBeLessThanOrEqual(8);
+
+    // The trigger is gone (the index was fixed): five full batches at the cap, and it grows by half.
+    await db.exec("DROP TRIGGER slow ON public.rows_slow; UPDATE public.rows_slow SET body = body || '!'");
+    await runTarget(
+      { store, provider: createLocalProvider({ dimensions: 1536 }) },
+      { target: "rows_slow", batchSize: 20, parallelism: 1 },
+    );
+    const grown = await db.store.getTarget("rows_slow");
+    expect(grown.batchLimit == null || grown.batchLimit > capped).toBe(true);
+  });
+
+  it("a row that times out even alone dead-letters with the reason; the others are written", async () => {
+    await createDocuments(db, { table: "rows_stuck", rows: 6 });
+    await registerDocuments(db.store, {
+      name: "rows_stuck",
+      table: "rows_stuck",
+      dimensions: 8,
+      maxAttempts: 1,
+    });
+    await db.exec(`
+      CREATE FUNCTION public.stuck_row() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.id = 4 THEN PERFORM pg_sleep(5); END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER stuck BEFORE UPDATE OF embedding ON public.rows_stuck FOR EACH ROW EXECUTE FUNCTION public.stuck_row();`);
+    const api = await slowRole("rows_stuck_worker");
+    const store = new EmbeddingStore(api);
+    const s = await runTarget(
+      { store, provider: createLocalProvider({ dimensions: 8 }) },
+      { target: "rows_stuck", batchSize: 6, parallelism: 1 },
+    );
+    expect(s.job).toMatchObject({ status: "completed", itemsProcessed: 5 });
+    const dead = await db.store.deadLetters("rows_stuck");
+    expect(dead).toEqual([
+      expect.objectContaining({
+        id: "4",
+        errorKind: "transient",
+        error: expect.stringContaining("alone still failed"),
+      }),
+    ]);
+  });
+});
+
+describe("chunk failures", () => {
+  it("a chunk the provider rejects dead-letters its document with the reason; a retry of the chunk embeds only it", async () => {
+    const paragraphs = transcript(70, 30);
+    paragraphs[12] = "Speaker 2: This part says POISON and the provider refuses it.";
+    await createRecordings(db, "rec_fail", [paragraphs, transcript(71, 10)]);
+    await registerRecordings(db.store, { name: "rec_fail", table: "rec_fail" });
+    const poisoned = countingProvider(8, { poison: "POISON" });
+    const s = await run(poisoned.provider, "rec_fail");
+    expect(s.job).toMatchObject({ status: "completed", itemsProcessed: 1, itemsFailed: 1 });
+    const [dead] = await db.store.deadLetters("rec_fail");
+    expect(dead).toMatchObject({
+      id: "1",
+      errorKind: "permanent",
+      error: expect.stringMatching(/^chunk \d+: input rejected/u),
+    });
+    expect(dead!.chunks).toHaveLength(1);
+    // The old chunks of the failed document are not touched: it has none yet, so none are stored.
+    expect(await scalar(db, "SELECT count(*)::int FROM public.rec_fail_chunks WHERE document_id = 1")).toBe(
+      0,
+    );
+    const [status] = await db.store.status("rec_fail");
+    expect(status!.chunks).toMatchObject({ deadLetter: 1, documents: { total: 2, embedded: 1, failed: 1 } });
+
+    // The provider accepts it now: retrying that one chunk embeds one input and completes the document.
+    const fixed = recording(8);
+    expect(await db.store.chunks.retry("rec_fail", "1", dead!.chunks)).toMatchObject({ requeued: 1 });
+    const again = await run(fixed.provider, "rec_fail");
+    expect(again.job.status).toBe("completed");
+    expect(fixed.inputs).toHaveLength(1);
+    expect(fixed.inputs[0]).toContain("POISON");
+    expect(await db.store.deadLetters("rec_fail")).toEqual([]);
+    expect((await chunkRows("rec_fail_chunks", 1)).length).toBeGreaterThan(5);
+  });
+
+  it("a retry of the whole document keeps every chunk already embedded", async () => {
+    const paragraphs = transcript(72, 30);
+    paragraphs[20] = "Speaker 1: Another POISON sentence.";
+    await createRecordings(db, "rec_fail2", [paragraphs]);
+    await registerRecordings(db.store, { name: "rec_fail2", table: "rec_fail2" });
+    await run(countingProvider(8, { poison: "POISON" }).provider, "rec_fail2");
+    // The overlap may repeat the poisoned sentence in the next chunk: every chunk holding it is dead.
+    const dead = await scalar<number>(
+      db,
+      "SELECT count(*)::int FROM public.embedding_chunks c JOIN public.embedding_targets t ON t.id = c.target_id WHERE t.name = 'rec_fail2' AND c.status = 'dead_letter'",
+    );
+    const total = await scalar<number>(
+      db,
+      "SELECT count(*)::int FROM public.embedding_chunks c JOIN public.embedding_targets t ON t.id = c.target_id WHERE t.name = 'rec_fail2'",
+    );
+    expect(dead).toBeGreaterThanOrEqual(1);
+    expect(dead).toBeLessThan(total);
+    expect(await db.store.retry("rec_fail2", { ids: ["1"] })).toMatchObject({ requeued: 1 });
+    const fixed = recording(8);
+    await run(fixed.provider, "rec_fail2");
+    // Only the dead chunks go to the provider again; the embedded ones are kept.
+    expect(fixed.inputs).toHaveLength(dead);
+    for (const input of fixed.inputs) expect(input).toContain("POISON");
+    const [status] = await db.store.status("rec_fail2");
+    expect(status).toMatchObject({ completed: 1, deadLetter: 0 });
+  });
+});
+
+describe("chunked targets on the embedded default and through Inngest", () => {
+  it("PGlite with pgvector: the chunk table gets vector(N), and a nearest-chunk query finds the passage", async () => {
+    const lite = await createTestPGlite();
+    try {
+      const docs = [transcript(80, 40), transcript(81, 40)];
+      docs[1]![17] = "Speaker 3: A zebra played the xylophone for a quokka at the harbour festival.";
+      await createRecordings(lite, "lite_rec", docs);
+      const store = new EmbeddingStore(lite);
+      const t = await registerRecordings(store, { name: "lite_rec", table: "lite_rec", dimensions: 384 });
+      expect(t).toMatchObject({ embeddingKind: "vector", notes: [] });
+      const s = await runTarget(
+        { store, provider: createLocalProvider({ dimensions: 384 }) },
+        { target: "lite_rec", batchSize: 20, parallelism: 2 },
+      );
+      expect(s.job.status).toBe("completed");
+      const [query] = (
+        await createLocalProvider({ dimensions: 384 }).embed([
+          "a zebra played the xylophone for a quokka at the harbour festival",
+        ])
+      ).outcomes;
+      const vector = `[${Array.from((query as { vector: Float32Array }).vector).join(",")}]`;
+      const [hit] = await lite.query<{ document_id: number; content: string }>(
+        "SELECT document_id, content FROM public.lite_rec_chunks ORDER BY embedding <=> $1::vector LIMIT 1",
+        [vector],
+      );
+      expect(hit).toMatchObject({
+        document_id: 2,
+        content: expect.stringContaining("zebra played the xylophone"),
+      });
+    } finally {
+      await lite.close();
+    }
+  });
+
+  it("an Inngest backfill of a chunked target completes every document, counting documents and chunks", async () => {
+    await createRecordings(db, "rec_inngest", [transcript(90, 60), transcript(91, 3), transcript(92, 25)]);
+    const app = createTestApp(db);
+    await registerRecordings(app.store, { name: "rec_inngest", table: "rec_inngest" });
+    await app.harness.send(
+      backfillRequested.create({ target: "rec_inngest", batchSize: 10, parallelism: 2 }),
+    );
+    const runs = await app.harness.runUntilIdle({ maxCalls: 5000 });
+    expect(runs.filter((r) => r.status !== "completed")).toEqual([]);
+    const jobId = (runs.find((r) => r.fnId === "embeddings-backfill")!.output as { jobId: string }).jobId;
+    const stored = await scalar<number>(db, "SELECT count(*)::int FROM public.rec_inngest_chunks");
+    expect(await app.store.getJob(jobId)).toMatchObject({
+      status: "completed",
+      itemsTotal: 3,
+      itemsProcessed: 3,
+      chunksTotal: stored,
+      chunksEmbedded: stored,
+    });
+    // Batches are chunks: far more batch steps than documents.
+    const batches = runs.flatMap((r) => r.steps).filter((st) => st.id.startsWith("process-batch-"));
+    expect(batches.length).toBeGreaterThanOrEqual(Math.ceil(stored / 10));
+  });
+});
