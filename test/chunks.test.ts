@@ -1,11 +1,12 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { backfillRequested } from "../src/functions/events.js";
+import { backfillRequested, rowsChanged } from "../src/functions/events.js";
 import { runTarget } from "../src/lib/core/runner.js";
 import { createPostgresApi, type PostgresApi } from "../src/lib/db/postgres.js";
 import { EmbeddingStore } from "../src/lib/db/store.js";
 import { createLocalProvider } from "../src/lib/providers/local.js";
 import type { EmbedBatchResult, EmbeddingProvider } from "../src/lib/providers/provider.js";
-import { createTestApp } from "./support/app.js";
+import { createTestApp, testContext } from "./support/app.js";
+import { runCliInProcess } from "./support/cli.js";
 import { countingProvider, createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
 import { useTestDatabase } from "./support/pg-server.js";
 import { createTestPGlite } from "./support/pglite.js";
@@ -493,5 +494,200 @@ describe("chunked targets on the embedded default and through Inngest", () => {
     // Batches are chunks: far more batch steps than documents.
     const batches = runs.flatMap((r) => r.steps).filter((st) => st.id.startsWith("process-batch-"));
     expect(batches.length).toBeGreaterThanOrEqual(Math.ceil(stored / 10));
+  });
+});
+
+describe("chunked targets in every runner", () => {
+  const TOKEN = "chunk-runner-admin-token-0123456789";
+
+  it("the sweep, rows.changed, POST /batch and the recovery each bring documents to complete", async () => {
+    const docs = [transcript(100, 40), transcript(101, 20), transcript(102, 30)];
+    docs[2]![5] = "Speaker 2: The FLAKY sentence that timed out.";
+    await createRecordings(db, "rec_runners", []);
+    const poisoned = countingProvider(8, { poison: "FLAKY" });
+    let provider = poisoned.provider;
+    const app = createTestApp(db, {
+      env: { EMBEDDINGS_ADMIN_TOKEN: TOKEN },
+      providerFor: () => provider,
+    });
+    await registerRecordings(app.store, { name: "rec_runners", table: "rec_runners" });
+    // Written after registration: the triggers queue them for the sweep.
+    for (const [i, paragraphs] of docs.entries()) {
+      await db.query("INSERT INTO public.rec_runners (id, title, body) VALUES ($1, 'Recording', $2)", [
+        i + 1,
+        paragraphs.join("\n\n"),
+      ]);
+    }
+    const docState = async () =>
+      Object.fromEntries(
+        (
+          await db.query<{ row_id: string; status: string }>(
+            `SELECT i.row_id, i.status FROM public.embedding_items i
+               JOIN public.embedding_targets t ON t.id = i.target_id
+              WHERE t.name = 'rec_runners' ORDER BY i.row_id`,
+          )
+        ).map((r) => [r.row_id, r.status]),
+      );
+
+    // The sweep embeds what the triggers queued; the poisoned document dead-letters.
+    await app.harness.invokeCron("embeddings-sweep");
+    expect(
+      (await app.harness.runUntilIdle({ maxCalls: 5000 })).filter((r) => r.status !== "completed"),
+    ).toEqual([]);
+    expect(await docState()).toEqual({ "1": "completed", "2": "completed", "3": "dead_letter" });
+
+    // rows.changed: an edited document is re-embedded now, only around the edit.
+    const edited = recording(8);
+    provider = edited.provider;
+    docs[0]![10] = "Speaker 1: An edited paragraph about lighthouses and tides.";
+    await db.query("UPDATE public.rec_runners SET body = $1 WHERE id = 1", [docs[0]!.join("\n\n")]);
+    await app.harness.send(rowsChanged.create({ target: "rec_runners", ids: [1] }));
+    expect(
+      (await app.harness.runUntilIdle({ maxCalls: 5000 })).filter((r) => r.status !== "completed"),
+    ).toEqual([]);
+    expect(edited.inputs.length).toBeGreaterThan(0);
+    expect(edited.inputs.length).toBeLessThanOrEqual(4);
+    expect((await chunkRows("rec_runners_chunks", 1)).map((c) => c.content).join(" ")).toContain(
+      "lighthouses",
+    );
+
+    // POST /batch: a new document, driven batch by batch by the caller.
+    await db.query("INSERT INTO public.rec_runners (id, title, body) VALUES (4, 'Recording 4', $1)", [
+      transcript(103, 25).join("\n\n"),
+    ]);
+    let answer: { complete?: boolean } = {};
+    for (let i = 0; i < 100 && !answer.complete; i++) {
+      const res = await app.app.request("/batch", {
+        method: "POST",
+        headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+        body: JSON.stringify({ target: "rec_runners", batchSize: 10 }),
+      });
+      expect(res.status).toBe(200);
+      answer = await res.json();
+    }
+    expect(answer.complete).toBe(true);
+    expect((await docState())["4"]).toBe("completed");
+
+    // The recovery: a dead letter whose failure was transient (here: a timeout) is retried, and
+    // only its dead chunks reach the provider again.
+    await db.exec(`UPDATE public.embedding_items SET error_kind = 'transient'
+                    WHERE row_id = '3' AND target_id = (SELECT id FROM public.embedding_targets WHERE name = 'rec_runners');
+                   UPDATE public.embedding_chunks SET error_kind = 'transient'
+                    WHERE row_id = '3' AND status = 'dead_letter'
+                      AND target_id = (SELECT id FROM public.embedding_targets WHERE name = 'rec_runners')`);
+    const healed = recording(8);
+    provider = healed.provider;
+    await app.harness.invokeCron("embeddings-recovery");
+    const runs = await app.harness.runUntilIdle({ maxCalls: 5000 });
+    expect(runs.filter((r) => r.status !== "completed")).toEqual([]);
+    expect(runs.find((r) => r.fnId === "embeddings-recovery-target")?.output).toMatchObject({ requeued: 1 });
+    expect(healed.inputs.length).toBeGreaterThan(0);
+    for (const input of healed.inputs) expect(input).toContain("FLAKY");
+    expect(await docState()).toEqual({
+      "1": "completed",
+      "2": "completed",
+      "3": "completed",
+      "4": "completed",
+    });
+    const [status] = await app.store.status("rec_runners");
+    expect(status).toMatchObject({ deadLetter: 0 });
+  });
+});
+
+describe("chunk mode from the CLI", () => {
+  const cli = (args: string[], providerFor?: () => EmbeddingProvider) =>
+    runCliInProcess(args, {
+      context: (c) => testContext(db, c),
+      ...(providerFor ? { providerFor } : {}),
+    });
+
+  it("targets add --chunks, run, status with documents and chunks, retry --chunk", async () => {
+    const docs = [transcript(110, 30), transcript(111, 12)];
+    docs[1]![4] = "Speaker 2: A BROKEN passage the provider rejects.";
+    await createRecordings(db, "rec_cli", docs);
+    const add = await cli([
+      "targets",
+      "add",
+      "rec_cli",
+      "--table",
+      "public.rec_cli",
+      "--id",
+      "id",
+      "--content",
+      "body",
+      "--chunks",
+      "public.rec_cli_chunks",
+      "--chunk-tokens",
+      "64",
+      "--chunk-overlap",
+      "0",
+      "--provider",
+      "local",
+      "--dimensions",
+      "8",
+      "--json",
+    ]);
+    expect(add.code).toBe(0);
+    expect(add.json()).toMatchObject({ chunks: { table: "public.rec_cli_chunks", tokens: 64, overlap: 0 } });
+    expect(
+      (
+        await cli([
+          "targets",
+          "add",
+          "rec_cli",
+          "--table",
+          "public.rec_cli",
+          "--id",
+          "id",
+          "--content",
+          "body",
+          "--chunks",
+          "public.rec_cli_chunks",
+          "--chunk-tokens",
+          "-1",
+          "--provider",
+          "local",
+        ])
+      ).code,
+    ).toBe(2);
+
+    const poisoned = countingProvider(8, { poison: "BROKEN" });
+    const ran = await cli(["run", "rec_cli", "--batch-size", "10"], () => poisoned.provider);
+    // The job completes; the document whose chunk was rejected is counted failed, with its reason.
+    expect(ran.code).toBe(0);
+    expect(ran.out).toMatch(/failed 1/);
+    const status = await cli(["status", "rec_cli"]);
+    expect(status.out).toMatch(/documents/);
+    expect(status.out).toMatch(/chunks\s+\d+ stored in public\.rec_cli_chunks/);
+    const json = (await cli(["status", "rec_cli", "--json"])).json() as {
+      targets: { chunks: { deadLetter: number } }[];
+    };
+    expect(json.targets[0]!.chunks.deadLetter).toBe(1);
+    const [dead] = await db.query<{ chunk_index: number }>(
+      `SELECT c.chunk_index FROM public.embedding_chunks c JOIN public.embedding_targets t ON t.id = c.target_id
+        WHERE t.name = 'rec_cli' AND c.status = 'dead_letter'`,
+    );
+
+    expect((await cli(["retry", "rec_cli", "--row", "2", "--chunk", "x"])).code).toBe(2);
+    const retry = await cli([
+      "retry",
+      "rec_cli",
+      "--row",
+      "2",
+      "--chunk",
+      String(dead!.chunk_index),
+      "--json",
+    ]);
+    expect(retry.code).toBe(0);
+    expect(retry.json()).toMatchObject({ requeued: 1 });
+    const fixed = recording(8);
+    const rerun = await cli(["run", "rec_cli"], () => fixed.provider);
+    expect(rerun.err).not.toMatch(/error/);
+    expect(rerun.code).toBe(0);
+    expect(fixed.inputs).toEqual([expect.stringContaining("BROKEN")]);
+    const after = (await cli(["status", "rec_cli", "--json"])).json() as {
+      targets: { completed: number; deadLetter: number; chunks: { deadLetter: number } }[];
+    };
+    expect(after.targets[0]).toMatchObject({ completed: 2, deadLetter: 0, chunks: { deadLetter: 0 } });
   });
 });

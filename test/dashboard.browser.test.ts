@@ -7,10 +7,12 @@ import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildApp } from "../src/http/app.js";
 import { processBatch } from "../src/lib/core/batch.js";
+import { runTarget } from "../src/lib/core/runner.js";
 import { providerForTarget } from "../src/lib/providers/index.js";
 import { testConfig, testContext } from "./support/app.js";
 import { createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
 import { useTestDatabase } from "./support/pg-server.js";
+import { createRecordings, registerRecordings, transcript } from "./support/transcripts.js";
 
 /**
  * The dashboard in real headless Chromium (Debian's package, driven by playwright-core), served by
@@ -135,4 +137,30 @@ describe("dashboard", () => {
       await page.close();
     },
   );
+
+  it.skipIf(!hasChromium)("shows a chunked target's documents and chunks, and its batch cap", async () => {
+    const { store } = testContext(db, testConfig());
+    await createRecordings(db, "dash_rec", [transcript(7, 40), transcript(8, 10)]);
+    const target = await registerRecordings(store, { name: "dash_rec", table: "dash_rec" });
+    await runTarget(
+      { store, provider: providerForTarget(target, testConfig()) },
+      { target: "dash_rec", batchSize: 20, parallelism: 1 },
+    );
+    await store.setBatchLimit("dash_rec", 7, "statement timeout");
+    const stored = await scalar<number>(db, "SELECT count(*)::int FROM public.dash_rec_chunks");
+    expect(stored).toBeGreaterThan(10);
+    const page = await browser!.newPage({ viewport: { width: 390, height: 844 } });
+    await page.goto(`${base}/?token=${TOKEN}`);
+    const card = page.locator('article[data-target="dash_rec"]');
+    await card.waitFor();
+    expect(await card.locator('[data-figure="documents-embedded"] dd').textContent()).toBe("2 of 2");
+    expect(await card.locator('[data-figure="chunks-stored"] dd').textContent()).toBe(String(stored));
+    expect(await card.locator('[data-figure="chunks-dead-letter"] dd').textContent()).toBe("0");
+    expect(await card.locator('[data-figure="batch-limit"] dd').textContent()).toBe("7");
+    await page.screenshot({
+      path: join(process.cwd(), "test-output", "dashboard-chunks.png"),
+      fullPage: true,
+    });
+    await page.close();
+  });
 });

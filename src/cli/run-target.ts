@@ -57,7 +57,7 @@ function progressReporter(io: CliIO, json: boolean) {
       } else if (!json && Date.now() - lastLine > 5000) {
         lastLine = Date.now();
         io.stderr(
-          `progress ${done}/${p.job.itemsTotal} rows, ${rate.toFixed(0)} rows/s, failed ${p.job.itemsFailed}\n`,
+          `progress ${done}/${p.job.itemsTotal} ${p.job.chunksTotal ? "documents" : "rows"}, ${rate.toFixed(0)} ${p.job.chunksTotal ? "documents" : "rows"}/s, failed ${p.job.itemsFailed}${p.job.chunksTotal ? `, chunks ${p.job.chunksEmbedded ?? 0}/${p.job.chunksTotal}` : ""}\n`,
         );
       }
     },
