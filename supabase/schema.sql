@@ -125,6 +125,40 @@ CREATE INDEX embedding_jobs_target_idx ON public.embedding_jobs USING btree (tar
 ALTER TABLE public.embedding_jobs ENABLE ROW LEVEL SECURITY;
 -- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
 
+CREATE TABLE public.embedding_remote_batches (
+  id uuid NOT NULL DEFAULT gen_random_uuid(),
+  job_id uuid NOT NULL,
+  target_id integer NOT NULL,
+  seq integer NOT NULL,
+  state text NOT NULL DEFAULT 'claimed'::text,
+  remote_status text,
+  input_file_id text,
+  batch_id text,
+  output_file_id text,
+  error_file_id text,
+  items integer NOT NULL DEFAULT 0,
+  bytes bigint NOT NULL DEFAULT 0,
+  completed integer NOT NULL DEFAULT 0,
+  failed integer NOT NULL DEFAULT 0,
+  written integer NOT NULL DEFAULT 0,
+  errored integer NOT NULL DEFAULT 0,
+  returned integer NOT NULL DEFAULT 0,
+  tokens bigint NOT NULL DEFAULT 0,
+  last_error text,
+  created_at timestamp with time zone NOT NULL DEFAULT now(),
+  updated_at timestamp with time zone NOT NULL DEFAULT now(),
+  submitted_at timestamp with time zone,
+  finished_at timestamp with time zone
+);
+ALTER TABLE public.embedding_remote_batches ADD CONSTRAINT embedding_remote_batches_job_id_fkey FOREIGN KEY (job_id) REFERENCES embedding_jobs(id) ON DELETE CASCADE;
+ALTER TABLE public.embedding_remote_batches ADD CONSTRAINT embedding_remote_batches_job_id_seq_key UNIQUE (job_id, seq);
+ALTER TABLE public.embedding_remote_batches ADD CONSTRAINT embedding_remote_batches_pkey PRIMARY KEY (id);
+ALTER TABLE public.embedding_remote_batches ADD CONSTRAINT embedding_remote_batches_seq_check CHECK (seq >= 0);
+ALTER TABLE public.embedding_remote_batches ADD CONSTRAINT embedding_remote_batches_state_check CHECK (state = ANY (ARRAY['claimed'::text, 'uploaded'::text, 'submitted'::text, 'done'::text, 'cancelled'::text]));
+ALTER TABLE public.embedding_remote_batches ADD CONSTRAINT embedding_remote_batches_target_id_fkey FOREIGN KEY (target_id) REFERENCES embedding_targets(id) ON DELETE CASCADE;
+CREATE INDEX embedding_remote_batches_target_idx ON public.embedding_remote_batches USING btree (target_id, created_at DESC);
+-- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
+
 CREATE TABLE public.embedding_schema_migrations (
   version text NOT NULL,
   name text NOT NULL,
@@ -1674,7 +1708,8 @@ AS $function$
     'tokens', j.tokens, 'requests', j.requests, 'createdAt', j.created_at, 'startedAt', j.started_at,
     'finishedAt', j.finished_at, 'heartbeatAt', j.heartbeat_at, 'lastError', j.last_error,
     'epoch', j.epoch, 'eventId', j.event_id, 'seeded', j.seeded, 'restarts', j.restarts, 'lanes', j.lanes,
-    'chunksTotal', j.chunks_total, 'chunksEmbedded', j.chunks_embedded)
+    'chunksTotal', j.chunks_total, 'chunksEmbedded', j.chunks_embedded,
+    'remoteTokens', (SELECT coalesce(sum(b.tokens), 0) FROM public.embedding_remote_batches b WHERE b.job_id = j.id))
 $function$;
 
 -- embedding_job_lane_start(uuid,text,text,integer); grants: postgres=X/postgres service_role=X/postgres
@@ -2585,6 +2620,181 @@ BEGIN
     ) SELECT count(*) INTO v_c FROM upd;
   END IF;
   RETURN jsonb_build_object('released', v_n + v_c);
+END $function$;
+
+-- embedding_remote_cancel(uuid); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_remote_cancel(p_job uuid)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  t public.embedding_targets := public.embedding_remote_target(p_job);
+  v_out jsonb;
+  v_released integer;
+BEGIN
+  WITH c AS (
+    UPDATE public.embedding_remote_batches SET state = 'cancelled', finished_at = coalesce(finished_at, now()), updated_at = now()
+     WHERE job_id = p_job AND state NOT IN ('done', 'cancelled')
+    RETURNING *
+  ) SELECT coalesce(jsonb_agg(public.embedding_remote_json(c)), '[]'::jsonb) INTO v_out FROM c;
+  WITH r AS (
+    UPDATE public.embedding_items i
+       SET status = CASE WHEN j.status = 'cancelled' THEN 'parked' ELSE 'pending' END,
+           locked_until = NULL, worker_id = NULL, next_retry_at = now(), updated_at = now()
+      FROM public.embedding_jobs j
+     WHERE j.id = p_job AND i.target_id = t.id AND i.status = 'processing'
+       AND i.worker_id IN (SELECT 'batch:' || id FROM public.embedding_remote_batches WHERE job_id = p_job)
+    RETURNING 1
+  ) SELECT count(*) INTO v_released FROM r;
+  RETURN jsonb_build_object('cancelled', v_out, 'released', v_released);
+END $function$;
+
+-- embedding_remote_json(embedding_remote_batches); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_remote_json(b embedding_remote_batches)
+ RETURNS jsonb
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  SELECT jsonb_build_object('id', b.id, 'jobId', b.job_id,
+    'target', (SELECT name FROM public.embedding_targets WHERE id = b.target_id),
+    'seq', b.seq, 'state', b.state, 'remoteStatus', b.remote_status, 'inputFileId', b.input_file_id,
+    'batchId', b.batch_id, 'outputFileId', b.output_file_id, 'errorFileId', b.error_file_id,
+    'items', b.items, 'bytes', b.bytes, 'completed', b.completed, 'failed', b.failed,
+    'written', b.written, 'errored', b.errored, 'returned', b.returned, 'tokens', b.tokens,
+    'lastError', b.last_error, 'createdAt', b.created_at, 'updatedAt', b.updated_at,
+    'submittedAt', b.submitted_at, 'finishedAt', b.finished_at,
+    'ageSeconds', round(extract(epoch FROM (coalesce(b.finished_at, now()) - b.created_at)))::bigint)
+$function$;
+
+-- embedding_remote_list(text,uuid,boolean,integer); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_remote_list(p_target text DEFAULT NULL::text, p_job uuid DEFAULT NULL::uuid, p_active boolean DEFAULT false, p_limit integer DEFAULT 20)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  t public.embedding_targets;
+  v_out jsonb;
+BEGIN
+  -- Reads only the service's own rows (the service role may SELECT them anyway): no check on the
+  -- source table, so a target whose table is gone still shows its batches.
+  IF p_target IS NOT NULL THEN
+    t := public.embedding_target_row(p_target);
+  END IF;
+  IF p_job IS NOT NULL THEN
+    SELECT tt.* INTO t FROM public.embedding_jobs j JOIN public.embedding_targets tt ON tt.id = j.target_id
+     WHERE j.id = p_job;
+  END IF;
+  IF t.id IS NULL THEN
+    RAISE EXCEPTION 'name a target or an existing job' USING ERRCODE = '22023';
+  END IF;
+  SELECT coalesce(jsonb_agg(public.embedding_remote_json(b) ORDER BY b.created_at DESC, b.seq DESC), '[]'::jsonb)
+    INTO v_out
+    FROM (SELECT * FROM public.embedding_remote_batches r
+           WHERE r.target_id = t.id AND (p_job IS NULL OR r.job_id = p_job)
+             AND (NOT p_active OR r.state NOT IN ('done', 'cancelled'))
+             -- A group opened when nothing was left is only a marker.
+             AND NOT (r.state = 'done' AND r.items = 0)
+           ORDER BY r.created_at DESC, r.seq DESC LIMIT greatest(p_limit, 1)) b;
+  RETURN v_out;
+END $function$;
+
+-- embedding_remote_open(uuid,integer); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_remote_open(p_job uuid, p_seq integer)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  t public.embedding_targets := public.embedding_remote_target(p_job);
+  b public.embedding_remote_batches;
+BEGIN
+  INSERT INTO public.embedding_remote_batches (job_id, target_id, seq) VALUES (p_job, t.id, p_seq)
+  ON CONFLICT (job_id, seq) DO NOTHING;
+  SELECT * INTO b FROM public.embedding_remote_batches WHERE job_id = p_job AND seq = p_seq;
+  RETURN public.embedding_remote_json(b);
+END $function$;
+
+-- embedding_remote_target(uuid); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_remote_target(p_job uuid)
+ RETURNS embedding_targets
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  t public.embedding_targets;
+BEGIN
+  SELECT tt.* INTO t FROM public.embedding_jobs j JOIN public.embedding_targets tt ON tt.id = j.target_id
+   WHERE j.id = p_job;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no embedding job %', p_job USING ERRCODE = 'P0002',
+      HINT = 'list jobs with: embeddings status --json';
+  END IF;
+  PERFORM public.embedding_assert_access(t, public.embedding_require_relation(t), true);
+  RETURN t;
+END $function$;
+
+-- embedding_remote_update(uuid,jsonb); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_remote_update(p_id uuid, p_patch jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  b public.embedding_remote_batches;
+  v_state text := p_patch ->> 'state';
+BEGIN
+  SELECT * INTO b FROM public.embedding_remote_batches WHERE id = p_id FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'no remote batch %', p_id USING ERRCODE = 'P0002';
+  END IF;
+  PERFORM public.embedding_remote_target(b.job_id);
+  FOREACH v_state IN ARRAY ARRAY['inputFileId', 'batchId', 'outputFileId', 'errorFileId'] LOOP
+    IF p_patch ? v_state AND p_patch ->> v_state IS NOT NULL
+       AND coalesce(CASE v_state WHEN 'inputFileId' THEN b.input_file_id WHEN 'batchId' THEN b.batch_id
+                                 WHEN 'outputFileId' THEN b.output_file_id ELSE b.error_file_id END,
+                    p_patch ->> v_state) <> p_patch ->> v_state THEN
+      RAISE EXCEPTION 'remote batch % already has % %', p_id, v_state,
+        CASE v_state WHEN 'inputFileId' THEN b.input_file_id WHEN 'batchId' THEN b.batch_id
+                     WHEN 'outputFileId' THEN b.output_file_id ELSE b.error_file_id END
+        USING ERRCODE = '55000';
+    END IF;
+  END LOOP;
+  v_state := p_patch ->> 'state';
+  IF b.state IN ('done', 'cancelled') THEN
+    v_state := b.state;
+  END IF;
+  UPDATE public.embedding_remote_batches SET
+    state = coalesce(v_state, state),
+    remote_status = coalesce(p_patch ->> 'remoteStatus', remote_status),
+    input_file_id = coalesce(p_patch ->> 'inputFileId', input_file_id),
+    batch_id = coalesce(p_patch ->> 'batchId', batch_id),
+    output_file_id = coalesce(p_patch ->> 'outputFileId', output_file_id),
+    error_file_id = coalesce(p_patch ->> 'errorFileId', error_file_id),
+    items = coalesce((p_patch ->> 'items')::integer, items),
+    bytes = coalesce((p_patch ->> 'bytes')::bigint, bytes),
+    completed = greatest(completed, coalesce((p_patch ->> 'completed')::integer, 0)),
+    failed = greatest(failed, coalesce((p_patch ->> 'failed')::integer, 0)),
+    written = written + coalesce((p_patch ->> 'addWritten')::integer, 0),
+    errored = errored + coalesce((p_patch ->> 'addErrored')::integer, 0),
+    returned = returned + coalesce((p_patch ->> 'addReturned')::integer, 0),
+    tokens = tokens + coalesce((p_patch ->> 'addTokens')::bigint, 0),
+    last_error = coalesce(p_patch ->> 'lastError', last_error),
+    submitted_at = CASE WHEN p_patch ? 'batchId' THEN coalesce(submitted_at, now()) ELSE submitted_at END,
+    finished_at = CASE WHEN coalesce(v_state, state) IN ('done', 'cancelled') THEN coalesce(finished_at, now()) ELSE finished_at END,
+    updated_at = now()
+   WHERE id = p_id
+  RETURNING * INTO b;
+  -- Work on the job's behalf keeps it alive: a remote batch that takes hours is not a stale job.
+  UPDATE public.embedding_jobs SET heartbeat_at = now() WHERE id = b.job_id AND status = 'running';
+  RETURN public.embedding_remote_json(b);
 END $function$;
 
 -- embedding_remove_target(text); grants: postgres=X/postgres service_role=X/postgres

@@ -82,6 +82,20 @@ describe("backfill", () => {
     expect(text.out).toMatch(/cancel {2}embeddings cancel [0-9a-f-]{36}/);
   });
 
+  it("--via batch asks for the Batch API route in the event; an unknown route is a usage error", async () => {
+    const before = events.length;
+    const r = await cli(["backfill", "cli_docs", "--via", "batch", "--json"]);
+    expect(r.code).toBe(EXIT.ok);
+    expect(events.slice(before)[0]!.body[0]).toMatchObject({
+      name: "embeddings/backfill.requested",
+      data: { target: "cli_docs", via: "batch" },
+    });
+    const bad = await cli(["backfill", "cli_docs", "--via", "carrier-pigeon"]);
+    expect(bad.code).toBe(EXIT.usage);
+    expect(bad.err).toMatch(/--via.*carrier-pigeon/);
+    expect(events.length).toBe(before + 1);
+  });
+
   it("refuses an unknown target before sending anything (exit 2)", async () => {
     const before = events.length;
     const r = await cli(["backfill", "nope"]);

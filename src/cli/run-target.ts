@@ -1,6 +1,7 @@
 import { SingleBar } from "cli-progress";
 import type { AppContext } from "../lib/context.js";
 import { type RunProgress, type RunSummary, runTarget } from "../lib/core/runner.js";
+import { batchApiForTarget } from "../lib/providers/index.js";
 import { EXIT } from "./exit.js";
 import type { CliIO } from "./io.js";
 
@@ -16,12 +17,14 @@ export interface RunRequest {
   parallelism: number;
   reembed: boolean;
   json: boolean;
+  /** `batch`: through the provider's Batch API first (Ctrl-C leaves it running; rerun resumes). */
+  via?: "sync" | "batch";
 }
 
 /** The request the `run` flags describe, defaults from the configuration. */
 export function runRequest(
   target: string,
-  flags: { batchSize?: number; parallelism?: number; reembed?: boolean; json?: boolean },
+  flags: { batchSize?: number; parallelism?: number; reembed?: boolean; json?: boolean; via?: string },
   ctx: AppContext,
 ): RunRequest {
   return {
@@ -30,6 +33,7 @@ export function runRequest(
     parallelism: flags.parallelism ?? ctx.config.EMBEDDINGS_PARALLELISM,
     reembed: Boolean(flags.reembed),
     json: Boolean(flags.json),
+    via: flags.via === "batch" ? "batch" : "sync",
   };
 }
 
@@ -71,9 +75,27 @@ export async function runWithSignals(io: CliIO, ctx: AppContext, request: RunReq
   const target = await ctx.store.getTarget(request.target);
   const provider = io.providerFor(target, ctx.config);
   const controller = new AbortController();
+  const viaBatch = request.via === "batch";
+  const remote = viaBatch
+    ? {
+        api: batchApiForTarget(target, ctx.config),
+        pollMs: ctx.config.EMBEDDINGS_BATCH_POLL_SECONDS * 1000,
+        maxPollMs: Math.max(ctx.config.EMBEDDINGS_BATCH_POLL_SECONDS * 1000, 10 * 60_000),
+        onPoll: (records: NonNullable<RunSummary["remoteBatches"]>) => {
+          if (request.json) return;
+          io.stderr(
+            `remote batches: ${records.map((r) => `#${r.seq} ${r.remoteStatus ?? r.state} ${r.completed}/${r.items}`).join(", ")}\n`,
+          );
+        },
+      }
+    : undefined;
   const removeHandler = io.onInterrupt(() => {
     if (controller.signal.aborted) io.exit(EXIT.interrupted);
-    io.stderr("\nstopping: finishing the current batch and releasing leases (Ctrl-C again to force)\n");
+    io.stderr(
+      viaBatch
+        ? "\nstopping: the remote batches keep running at the provider; run the same command again to resume them (Ctrl-C again to force)\n"
+        : "\nstopping: finishing the current batch and releasing leases (Ctrl-C again to force)\n",
+    );
     controller.abort();
   });
   const progress = progressReporter(io, request.json);
@@ -88,6 +110,8 @@ export async function runWithSignals(io: CliIO, ctx: AppContext, request: RunReq
         leaseSeconds: ctx.config.EMBEDDINGS_LEASE_SECONDS,
         signal: controller.signal,
         onProgress: (p) => progress.update(p),
+        via: request.via,
+        remote,
       },
     );
   } finally {
@@ -99,7 +123,17 @@ export async function runWithSignals(io: CliIO, ctx: AppContext, request: RunReq
 export function summaryLine(s: RunSummary): string {
   const secs = s.elapsedMs / 1000;
   const rate = secs > 0 ? s.job.itemsProcessed / secs : 0;
+  const remote = (s.remoteBatches ?? []).filter((b) => b.items > 0);
   return [
+    ...(s.resumable
+      ? [
+          `job ${s.job.id} still running: ${remote.length} remote batches at the provider; run the same command again to resume`,
+        ]
+      : []),
+    ...remote.map(
+      (b) =>
+        `  remote batch #${b.seq} ${b.batchId ?? "(not submitted)"} ${b.remoteStatus ?? b.state}: ${b.items} rows, written ${b.written}, failed ${b.errored}, returned ${b.returned}`,
+    ),
     `job ${s.job.id} ${s.job.status}`,
     `  embedded ${s.job.itemsProcessed} rows, failed ${s.job.itemsFailed}, unchanged ${s.job.itemsSkipped}, tokens ${s.job.tokens}`,
     `  ${secs.toFixed(1)} s, ${rate.toFixed(0)} rows/s${s.waiting ? "; some rows wait for a retry backoff (the sweep or the next run picks them up)" : ""}`,

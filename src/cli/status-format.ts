@@ -59,6 +59,11 @@ export function formatSnapshot(s: StatusSnapshot): string {
         `  WARNING   ${t.completedButNull} rows are marked completed but their embedding is NULL (run: embeddings retry ${t.target} --completed)`,
       );
     }
+    for (const b of t.remoteBatches ?? []) {
+      lines.push(
+        `  remote    batch ${b.batchId ?? `#${b.seq} (not submitted)`}  ${(b.remoteStatus ?? b.state).padEnd(11)} ${b.completed}/${b.items} done at the provider, failed ${b.failed}, written ${b.written}, returned ${b.returned}  age ${formatDuration(b.ageSeconds)}`,
+      );
+    }
     for (const j of t.jobs.slice(0, 3)) {
       const eta = j.status === "running" ? `  ETA ${formatDuration(j.etaSeconds)}` : "";
       lines.push(

@@ -1,6 +1,7 @@
 import type { Config } from "../lib/config.js";
 import type { AppContext } from "../lib/context.js";
 import type { Logger } from "../lib/logger.js";
+import type { BatchApi } from "../lib/providers/openai-batch.js";
 import type { EmbeddingProvider } from "../lib/providers/provider.js";
 import type { Target } from "../lib/types.js";
 
@@ -10,6 +11,8 @@ export interface FunctionDeps {
   /** Opened once per process and shared; every call returns the same context. */
   context: () => Promise<AppContext>;
   providerFor: (target: Target) => EmbeddingProvider;
+  /** The Batch API of an openai target (`via: "batch"`); by default configured like its provider. */
+  batchApiFor?: (target: Target) => BatchApi;
   limits?: Partial<Limits>;
   /** Structured logs (pino); counts and ids only, never row content. */
   logger?: Logger;
@@ -35,6 +38,10 @@ export interface Limits {
   workerConcurrency: number;
   /** Longest single sleep for a provider's rate limit; a longer delay is slept in several steps. */
   rateLimitSleepMaxMs: number;
+  /** The Batch API route: inputs per remote batch (OpenAI: 50,000), first and longest poll interval. */
+  remoteMaxInputs: number;
+  remotePollMs: number;
+  remoteMaxPollMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -46,6 +53,9 @@ export const DEFAULT_LIMITS: Limits = {
   recoveryRows: 100,
   workerConcurrency: 8,
   rateLimitSleepMaxMs: 60_000,
+  remoteMaxInputs: 50_000,
+  remotePollMs: 60_000,
+  remoteMaxPollMs: 10 * 60_000,
 };
 
 export function limitsOf(deps: FunctionDeps): Limits {

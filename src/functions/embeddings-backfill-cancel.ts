@@ -1,3 +1,5 @@
+import { cancelRemoteBatches } from "../lib/ops/actions.js";
+import { batchApiForTarget } from "../lib/providers/index.js";
 import type { InngestClient } from "./client.js";
 import type { FunctionDeps } from "./deps.js";
 import { mapped } from "./errors.js";
@@ -29,10 +31,21 @@ export function embeddingsBackfillCancel(inngest: InngestClient, deps: FunctionD
             c.known && c.cancelled && c.target
               ? (await ctx.store.releasePrefix(c.target, `${jobId}:`)).released
               : 0;
-          return { known: c.known, cancelled: c.cancelled, status: c.status, released };
+          return { known: c.known, cancelled: c.cancelled, status: c.status, released, target: c.target };
         }),
       );
       if (!cancelled.known || !cancelled.cancelled) return { jobId, ...cancelled, parked: 0 };
+      // A `via: "batch"` job: its remote batches are cancelled at the provider, which bills them otherwise.
+      const remote = await step.run("cancel-remote-batches", () =>
+        mapped(attempt, async () => {
+          const ctx = await deps.context();
+          if (!cancelled.target) return { cancelled: 0, released: 0, errors: [] as string[] };
+          return cancelRemoteBatches(ctx.store, jobId, cancelled.target, async (name) => {
+            const t = await ctx.store.getTarget(name);
+            return deps.batchApiFor ? deps.batchApiFor(t) : batchApiForTarget(t, deps.config);
+          });
+        }),
+      );
       let parked = 0;
       // One bounded statement per step; a million-row job takes about a hundred of them.
       for (let n = 0; n < 500; n++) {
@@ -42,7 +55,7 @@ export function embeddingsBackfillCancel(inngest: InngestClient, deps: FunctionD
         parked += page.parked;
         if (page.parked === 0) break;
       }
-      return { jobId, ...cancelled, parked };
+      return { jobId, ...cancelled, parked, remote };
     },
   );
 }

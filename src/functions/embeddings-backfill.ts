@@ -1,10 +1,11 @@
 import { NonRetriableError } from "inngest";
+import { assertBatchable } from "../lib/core/remote-batch.js";
 import { forWork } from "../lib/logger.js";
 import { preflight } from "../lib/ops/preflight.js";
 import { type InngestClient, jobIdForEvent, laneEventId } from "./client.js";
 import { type FunctionDeps, limitsOf } from "./deps.js";
 import { mapped } from "./errors.js";
-import { backfillCancelled, backfillRequested, backfillWorker } from "./events.js";
+import { backfillCancelled, backfillRemote, backfillRequested, backfillWorker } from "./events.js";
 import { planBackfill } from "./plan.js";
 
 /**
@@ -70,7 +71,12 @@ export function embeddingsBackfill(inngest: InngestClient, deps: FunctionDeps) {
             data.target,
             "backfill",
             null,
-            { batchSize, parallelism, reembed: data.reembed ?? false },
+            {
+              batchSize,
+              parallelism,
+              reembed: data.reembed ?? false,
+              ...(data.via === "batch" ? { via: "batch" } : {}),
+            },
             jobId,
             event.id,
           );
@@ -87,6 +93,15 @@ export function embeddingsBackfill(inngest: InngestClient, deps: FunctionDeps) {
           // A cancel that arrived since create-job stops this run before the provider probe.
           const current = await ctx.store.getJob(jobId);
           if (current.status === "cancelled") return { status: "cancelled" as const };
+          if (data.via === "batch") {
+            try {
+              assertBatchable(await ctx.store.getTarget(data.target));
+            } catch (err) {
+              const message = err instanceof Error ? err.message : String(err);
+              await ctx.store.finishJob(jobId, "failed", `preflight failed: ${message}`);
+              throw new NonRetriableError(`preflight failed: ${message}`);
+            }
+          }
           const report = await preflight(
             { store: ctx.store, config: deps.config, providerFor: deps.providerFor },
             { targets: [data.target], needsEvents: true },
@@ -175,6 +190,18 @@ export function embeddingsBackfill(inngest: InngestClient, deps: FunctionDeps) {
               ? "already running: its lanes are at work, nothing started twice"
               : "not started: the job is final, or failed while this run created it",
         };
+      }
+
+      if (data.via === "batch") {
+        // The Batch API first; its run hands what is left to the lanes afterwards.
+        await step.sendEvent(
+          "hand-to-batch-api",
+          backfillRemote.create(
+            { jobId, target: data.target, batchSize, lanes: started.lanes, epoch: started.epoch },
+            { id: `${jobId}-e${started.epoch}-remote` },
+          ),
+        );
+        return { jobId, preflight: check.status, seeded, itemsTotal: started.itemsTotal, via: "batch" };
       }
 
       await step.sendEvent(

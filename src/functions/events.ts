@@ -18,6 +18,19 @@ export const backfillRequested = eventType("embeddings/backfill.requested", {
     batchSize: z.number().int().min(1).max(2048).optional(),
     parallelism: z.number().int().min(1).max(64).optional(),
     reembed: z.boolean().optional(),
+    /** `batch`: through the provider's Batch API (half price, results within 24 h), then the lanes. */
+    via: z.enum(["sync", "batch"]).optional(),
+  }),
+});
+
+/** Sent by the coordinator of a `via: "batch"` backfill: one run drives the job's remote batches. */
+export const backfillRemote = eventType("embeddings/backfill.remote", {
+  schema: z.object({
+    jobId: z.uuid(),
+    target: targetName,
+    batchSize: z.number().int().min(1).max(2048),
+    lanes: z.number().int().min(1).max(64),
+    epoch: z.number().int().min(0),
   }),
 });
 

@@ -2,6 +2,7 @@ import type { InngestClient } from "./client.js";
 import type { FunctionDeps } from "./deps.js";
 import { embeddingsBackfill } from "./embeddings-backfill.js";
 import { embeddingsBackfillCancel } from "./embeddings-backfill-cancel.js";
+import { embeddingsBackfillRemote } from "./embeddings-backfill-remote.js";
 import { embeddingsBackfillWorker } from "./embeddings-backfill-worker.js";
 import { embeddingsRecovery } from "./embeddings-recovery.js";
 import { embeddingsRecoveryTarget } from "./embeddings-recovery-target.js";
@@ -15,6 +16,7 @@ export function createFunctions(inngest: InngestClient, deps: FunctionDeps) {
   return [
     embeddingsBackfill(inngest, deps),
     embeddingsBackfillWorker(inngest, deps),
+    embeddingsBackfillRemote(inngest, deps),
     embeddingsBackfillCancel(inngest, deps),
     embeddingsRunCancelled(inngest, deps),
     embeddingsSweep(inngest, deps),

@@ -205,6 +205,8 @@ export interface Job {
   /** Chunked targets: chunks cut so far, and chunks embedded (or reused). */
   chunksTotal?: number;
   chunksEmbedded?: number;
+  /** Tokens embedded through the Batch API (billed at its price). */
+  remoteTokens?: number;
   created?: boolean;
 }
 
@@ -345,4 +347,51 @@ export interface QueueCounts {
   completed: number;
   /** pending + processing + failed. */
   remaining: number;
+}
+
+/** One remote batch of the Batch API route (embedding_remote_batches). */
+export interface RemoteBatchRecord {
+  id: string;
+  jobId: string;
+  target: string;
+  seq: number;
+  state: "claimed" | "uploaded" | "submitted" | "done" | "cancelled";
+  /** The provider's status: validating, in_progress, finalizing, completed, expired, failed, ... */
+  remoteStatus: string | null;
+  inputFileId: string | null;
+  batchId: string | null;
+  outputFileId: string | null;
+  errorFileId: string | null;
+  items: number;
+  bytes: number;
+  completed: number;
+  failed: number;
+  written: number;
+  errored: number;
+  returned: number;
+  tokens: number;
+  lastError: string | null;
+  createdAt: string;
+  updatedAt: string;
+  submittedAt: string | null;
+  finishedAt: string | null;
+  ageSeconds: number;
+}
+
+export interface RemoteBatchPatch {
+  state?: RemoteBatchRecord["state"];
+  remoteStatus?: string;
+  inputFileId?: string;
+  batchId?: string;
+  outputFileId?: string | null;
+  errorFileId?: string | null;
+  items?: number;
+  bytes?: number;
+  completed?: number;
+  failed?: number;
+  addWritten?: number;
+  addErrored?: number;
+  addReturned?: number;
+  addTokens?: number;
+  lastError?: string;
 }

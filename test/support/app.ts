@@ -5,6 +5,7 @@ import { type Config, loadConfig } from "../../src/lib/config.js";
 import type { AppContext } from "../../src/lib/context.js";
 import { EmbeddingStore } from "../../src/lib/db/store.js";
 import { providerForTarget } from "../../src/lib/providers/index.js";
+import type { BatchApi } from "../../src/lib/providers/openai-batch.js";
 import type { EmbeddingProvider } from "../../src/lib/providers/provider.js";
 import type { Target } from "../../src/lib/types.js";
 import type { TestDb } from "./fixtures.js";
@@ -42,6 +43,8 @@ export function createTestApp(
   options: {
     env?: Record<string, string | undefined>;
     providerFor?: (target: Target, real: () => EmbeddingProvider) => EmbeddingProvider;
+    /** The Batch API of a target (`via: "batch"`); by default configured from env like the real one. */
+    batchApiFor?: (target: Target) => BatchApi;
     limits?: Partial<Limits>;
     signingKey?: string;
     /** Executor options: checkpointing (the SDK's production path), virtual time scale. */
@@ -58,6 +61,7 @@ export function createTestApp(
         ? options.providerFor(t, () => providerForTarget(t, config))
         : providerForTarget(t, config),
     limits: options.limits,
+    batchApiFor: options.batchApiFor,
   };
   let built: ReturnType<typeof buildApp> | undefined;
   const harness = createHarness({

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { inngestConfigured } from "../../functions/client.js";
 import { backfillRequested } from "../../functions/events.js";
 import { type Config, inngestDev } from "../../lib/config.js";
@@ -46,6 +46,14 @@ export function registerBackfill(program: Command, cli: Cli): void {
       positiveInt("--parallelism", 64),
     )
     .option("--reembed", "embed every row again, even unchanged ones")
+    .addOption(
+      new Option(
+        "--via <route>",
+        "batch: through the provider's Batch API (half price, results within 24 h), then the normal path for what is left",
+      )
+        .choices(["sync", "batch"])
+        .default("sync"),
+    )
     .option("--json", "machine-readable output")
     .addHelpText(
       "after",
@@ -76,6 +84,7 @@ work. Watch it with: embeddings status <target> --watch, GET /status, or the das
               ...(o.batchSize ? { batchSize: o.batchSize } : {}),
               ...(o.parallelism ? { parallelism: o.parallelism } : {}),
               ...(o.reembed ? { reembed: true } : {}),
+              ...(o.via === "batch" ? { via: "batch" as const } : {}),
             };
             try {
               const r = await cli.io

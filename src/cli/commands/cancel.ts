@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { inngestConfigured, sendCancelled } from "../../functions/client.js";
 import { InputError } from "../../lib/errors.js";
 import { cancelJob } from "../../lib/ops/actions.js";
+import { batchApiForTarget } from "../../lib/providers/index.js";
 import { UUID } from "../args.js";
 import { EXIT } from "../exit.js";
 import type { Cli } from "../io.js";
@@ -28,6 +29,7 @@ export function registerCancel(program: Command, cli: Cli): void {
             notify: inngestConfigured(ctx.config)
               ? (job) => sendCancelled(cli.io.inngest(ctx.config), job.id, job.eventId)
               : undefined,
+            batchApiFor: async (name) => batchApiForTarget(await ctx.store.getTarget(name), ctx.config),
           }),
         );
         if (!r.cancelled) code = EXIT.failed;
@@ -39,7 +41,10 @@ export function registerCancel(program: Command, cli: Cli): void {
           if (!r.known) {
             return `no job ${r.jobId} exists yet: its cancellation is recorded, and a backfill with this id stops as soon as it starts\n${event}`;
           }
-          return `cancelled job ${r.jobId} of ${r.target} (was ${r.previousStatus}); released ${r.released} leased rows, parked ${r.parked} queued rows (a later backfill resumes them)\n${event}`;
+          const remote = r.remote
+            ? `\ncancelled ${r.remote.cancelled} remote batch${r.remote.cancelled === 1 ? "" : "es"} (${r.remote.released} rows given back)${r.remote.errors.length > 0 ? `; the provider was not told: ${r.remote.errors.join("; ")}` : ""}`
+            : "";
+          return `cancelled job ${r.jobId} of ${r.target} (was ${r.previousStatus}); released ${r.released} leased rows, parked ${r.parked} queued rows (a later backfill resumes them)${remote}\n${event}`;
         });
       } catch (err) {
         cli.fail(err);

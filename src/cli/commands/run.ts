@@ -1,4 +1,4 @@
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { positiveInt } from "../args.js";
 import { EXIT } from "../exit.js";
 import type { Cli } from "../io.js";
@@ -15,6 +15,14 @@ export function registerRun(program: Command, cli: Cli): void {
     .option("--batch-size <n>", "rows per batch", positiveInt("--batch-size", 2048))
     .option("--parallelism <n>", "concurrent batches", positiveInt("--parallelism", 64))
     .option("--reembed", "embed every row again, even unchanged ones")
+    .addOption(
+      new Option(
+        "--via <route>",
+        "batch: through the provider's Batch API (half price, results within 24 h), then the normal path for what is left",
+      )
+        .choices(["sync", "batch"])
+        .default("sync"),
+    )
     .option("--json", "machine-readable output")
     .action(async (target: string, o) => {
       let code: number = EXIT.ok;

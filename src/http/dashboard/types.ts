@@ -56,6 +56,21 @@ export interface TargetView {
   estimatedCostUsd: number;
   estimatedRemainingCostUsd: number | null;
   jobs: JobView[];
+  remoteBatches?: RemoteBatchView[];
+}
+/** A remote batch of the Batch API route. */
+export interface RemoteBatchView {
+  id: string;
+  seq: number;
+  state: string;
+  remoteStatus: string | null;
+  batchId: string | null;
+  items: number;
+  completed: number;
+  failed: number;
+  written: number;
+  returned: number;
+  ageSeconds: number;
 }
 export interface Status {
   health: { level: string };

@@ -1,7 +1,7 @@
 /// <reference lib="dom" />
 import { bar, el, figure, reasonsList } from "./dom.js";
 import { duration, num, usd, when } from "./format.js";
-import type { DeadLetter, TargetView } from "./types.js";
+import type { DeadLetter, RemoteBatchView, TargetView } from "./types.js";
 
 /** One card per target: coverage, figures, health reasons, running jobs and dead letters. */
 
@@ -39,6 +39,34 @@ export function jobsTable(t: TargetView): HTMLElement {
         el("td", { text: usd(j.estimatedCostUsd) }),
       ]),
     ),
+  ]);
+}
+
+/** The Batch API route's remote batches: state, counts, age. */
+export function remoteBatchesTable(batches: RemoteBatchView[]): HTMLElement | null {
+  if (batches.length === 0) return null;
+  const head = ["Batch", "State", "Rows", "Done at provider", "Failed", "Written", "Returned", "Age"];
+  return el("div", null, [
+    el("h3", { text: "Remote batches (Batch API)" }),
+    el("table", { class: "remote" }, [
+      el(
+        "tr",
+        null,
+        head.map((h) => el("th", { text: h })),
+      ),
+      ...batches.map((b) =>
+        el("tr", { "data-remote": b.id }, [
+          el("td", { text: b.batchId ?? `#${b.seq}`, title: b.id }),
+          el("td", { class: "state", text: b.remoteStatus ?? b.state }),
+          el("td", { text: num(b.items) }),
+          el("td", { text: num(b.completed) }),
+          el("td", { text: num(b.failed) }),
+          el("td", { text: num(b.written) }),
+          el("td", { text: num(b.returned) }),
+          el("td", { text: duration(b.ageSeconds) }),
+        ]),
+      ),
+    ]),
   ]);
 }
 
@@ -138,6 +166,7 @@ export function targetCard(
     t.health.reasons.length ? reasonsList(t.health.reasons) : null,
     el("h3", { text: "Running jobs" }),
     jobsTable(t),
+    remoteBatchesTable(t.remoteBatches ?? []),
     deadLetterSection(t, dead, retry),
   ]);
 }

@@ -2,6 +2,7 @@ import type { Hono } from "hono";
 import { inngestConfigured, sendCancelled } from "../../functions/client.js";
 import { forWork } from "../../lib/logger.js";
 import { cancelJob, retryRows } from "../../lib/ops/actions.js";
+import { batchApiForTarget } from "../../lib/providers/index.js";
 import { cancelBody, jsonBody, retryBody } from "../request.js";
 import type { RouteContext } from "./context.js";
 
@@ -27,6 +28,10 @@ export function registerActionRoutes(app: Hono, r: RouteContext): void {
     const result = await cancelJob(store, body.jobId, {
       reason: "cancelled by the operator (POST /cancel)",
       notify: configured ? (job) => sendCancelled(r.inngest, job.id, job.eventId) : undefined,
+      batchApiFor: async (name) => {
+        const t = await store.getTarget(name);
+        return r.deps.batchApiFor ? r.deps.batchApiFor(t) : batchApiForTarget(t, r.deps.config);
+      },
     });
     if (!result.cancelled) {
       return c.json(

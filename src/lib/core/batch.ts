@@ -175,7 +175,7 @@ const BUSY_RETRY_MS = [50, 150, 400, 1000];
  * belong to a longer transaction, a user editing them, whose commit queues them again: they stay
  * leased to this worker until then (or until the lease expires).
  */
-async function writeAll(
+export async function writeAll(
   store: EmbeddingStore,
   target: string,
   workerId: string,

@@ -2,8 +2,10 @@ import { hostname } from "node:os";
 import pRetry from "p-retry";
 import type { EmbeddingStore } from "../db/store.js";
 import { errorMessage, isRetryable, RateLimitedError } from "../errors.js";
-import type { EnqueueResult, Job, Target } from "../types.js";
+import type { BatchApi } from "../providers/openai-batch.js";
+import type { EnqueueResult, Job, RemoteBatchRecord, Target } from "../types.js";
 import { type BatchResult, type PipelineDeps, processBatch } from "./batch.js";
+import { assertBatchable, type GroupLimits, runRemote } from "./remote-batch.js";
 
 /**
  * In-process driver used by `embeddings run`, the demo and benchmarks: seed the target, then run
@@ -65,6 +67,16 @@ export interface RunOptions {
   signal?: AbortSignal;
   onProgress?: (progress: RunProgress) => void;
   onSeeded?: (seed: { scanned: number; queued: number; alreadyEmbedded: number }, job: Job) => void;
+  /** `batch`: the rows go through the provider's Batch API first (./remote-batch.ts). */
+  via?: "sync" | "batch";
+  /** The Batch API (required with `via: "batch"`) and how it is polled. */
+  remote?: {
+    api: BatchApi;
+    pollMs?: number;
+    maxPollMs?: number;
+    limits?: GroupLimits;
+    onPoll?: (records: RemoteBatchRecord[]) => void;
+  };
 }
 
 export interface RunSummary {
@@ -74,6 +86,10 @@ export interface RunSummary {
   cancelled: boolean;
   /** Rows still waiting for a retry backoff when the run returned. */
   waiting: boolean;
+  /** The Batch API route's remote batches of this job. */
+  remoteBatches?: RemoteBatchRecord[];
+  /** Interrupted with remote batches still running: the same command resumes them. */
+  resumable?: boolean;
 }
 
 export function workerId(jobId: string, n: number): string {
@@ -144,10 +160,20 @@ export async function runTarget(deps: PipelineDeps, options: RunOptions): Promis
   const { store } = deps;
   const started = Date.now();
   const target: Target = await store.getTarget(options.target);
+  const viaBatch = options.via === "batch";
+  if (viaBatch) {
+    assertBatchable(target);
+    if (!options.remote) throw new Error("runTarget: via batch needs options.remote.api");
+  }
+  // The Batch API route resumes its unfinished job (a run interrupted while batches were remote).
+  const resume = viaBatch ? await resumableJob(store, target.name) : null;
+  if (resume)
+    return runJob(deps, options, target, resume, started, { scanned: 0, queued: 0, alreadyEmbedded: 0 });
   let job = await store.createJob(target.name, options.kind ?? "run", options.idempotencyKey ?? null, {
     batchSize: options.batchSize,
     parallelism: options.parallelism,
     reembed: options.reembed ?? false,
+    ...(viaBatch ? { via: "batch" } : {}),
   });
   let seeded: Awaited<ReturnType<typeof seedTarget>>;
   try {
@@ -175,6 +201,62 @@ export async function runTarget(deps: PipelineDeps, options: RunOptions): Promis
   }
   job = await store.startJob(job.id);
   options.onSeeded?.(seeded, job);
+  return runJob(deps, options, target, job, started, seeded);
+}
+
+async function resumableJob(store: EmbeddingStore, target: string): Promise<Job | null> {
+  const [active] = await store.remote.list({ target, active: true, limit: 1 });
+  if (!active) return null;
+  const job = await store.getJob(active.jobId);
+  return job.status === "running" ? job : null;
+}
+
+/** The started job's work: its remote batches first (via batch), then batches until nothing is left. */
+async function runJob(
+  deps: PipelineDeps,
+  options: RunOptions,
+  target: Target,
+  startedJob: Job,
+  started: number,
+  seeded: { scanned: number; queued: number; alreadyEmbedded: number },
+): Promise<RunSummary> {
+  const { store } = deps;
+  let job = startedJob;
+  let remoteBatches: RemoteBatchRecord[] | undefined;
+  if (options.via === "batch" && options.remote) {
+    const r = await runRemote({ store, api: options.remote.api, logger: deps.logger }, target, job.id, {
+      limits: options.remote.limits,
+      pollMs: options.remote.pollMs,
+      maxPollMs: options.remote.maxPollMs,
+      signal: options.signal,
+      sleep,
+      onPoll: options.remote.onPoll,
+    });
+    remoteBatches = r.records;
+    job = await store.getJob(job.id);
+    if (r.interrupted) {
+      // Ctrl-C while the provider works: the job stays running and its batches stay remote.
+      return {
+        job,
+        seeded,
+        elapsedMs: Date.now() - started,
+        cancelled: true,
+        waiting: false,
+        remoteBatches,
+        resumable: true,
+      };
+    }
+    if (r.stopped) {
+      return {
+        job,
+        seeded,
+        elapsedMs: Date.now() - started,
+        cancelled: r.stopped === "cancelled",
+        waiting: false,
+        remoteBatches,
+      };
+    }
+  }
 
   let failure: unknown = null;
   let waiting = false;
@@ -223,7 +305,7 @@ export async function runTarget(deps: PipelineDeps, options: RunOptions): Promis
 
   if (options.signal?.aborted) {
     job = await cancelRun(store, target.name, job.id, "cancelled by the operator (Ctrl-C)");
-    return { job, seeded, elapsedMs: Date.now() - started, cancelled: true, waiting };
+    return { job, seeded, elapsedMs: Date.now() - started, cancelled: true, waiting, remoteBatches };
   }
   if (failure) {
     await store.releasePrefix(target.name, `${job.id}:`).catch(() => undefined);
@@ -231,5 +313,5 @@ export async function runTarget(deps: PipelineDeps, options: RunOptions): Promis
     throw Object.assign(failure as object, { job });
   }
   job = await store.finishJob(job.id, "completed");
-  return { job, seeded, elapsedMs: Date.now() - started, cancelled: false, waiting };
+  return { job, seeded, elapsedMs: Date.now() - started, cancelled: false, waiting, remoteBatches };
 }

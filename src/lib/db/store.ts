@@ -20,6 +20,7 @@ import type {
   WriteResult,
 } from "../types.js";
 import { ChunkStore } from "./chunk-store.js";
+import { RemoteBatchStore } from "./remote-store.js";
 import type { SqlApi } from "./types.js";
 import { formatVector } from "./vector.js";
 
@@ -42,9 +43,12 @@ function splitNul(ids: readonly string[]): { valid: string[]; nul: string[] } {
 export class EmbeddingStore {
   /** The chunked targets' calls (claim, plan, write, swap). */
   readonly chunks: ChunkStore;
+  /** The Batch API route's remote batches. */
+  readonly remote: RemoteBatchStore;
 
   constructor(readonly api: SqlApi) {
     this.chunks = new ChunkStore(api);
+    this.remote = new RemoteBatchStore(api);
   }
 
   /**

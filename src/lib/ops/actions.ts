@@ -1,5 +1,6 @@
 import type { EmbeddingStore } from "../db/store.js";
 import { errorMessage, InputError } from "../errors.js";
+import type { BatchApi } from "../providers/openai-batch.js";
 import type { JobStatus } from "../types.js";
 
 /**
@@ -74,6 +75,8 @@ export interface CancelResult {
   parked: number;
   eventSent: boolean;
   eventError?: string;
+  /** The Batch API route: remote batches ended (cancelled at the provider) and their rows given back. */
+  remote?: { cancelled: number; released: number; errors: string[] };
 }
 
 /**
@@ -87,7 +90,12 @@ export interface CancelResult {
 export async function cancelJob(
   store: EmbeddingStore,
   jobId: string,
-  options: { reason: string; notify?: (job: { id: string; eventId: string | null }) => Promise<void> },
+  options: {
+    reason: string;
+    notify?: (job: { id: string; eventId: string | null }) => Promise<void>;
+    /** The Batch API of the job's target, to cancel its remote batches (the provider bills them otherwise). */
+    batchApiFor?: (target: string) => Promise<BatchApi>;
+  },
 ): Promise<CancelResult> {
   const c = await store.cancelJob(jobId, options.reason);
   if (c.known && !c.cancelled) {
@@ -105,7 +113,9 @@ export async function cancelJob(
   }
   let released = 0;
   let parked = 0;
+  let remote: CancelResult["remote"];
   if (c.known && c.target) {
+    remote = await cancelRemoteBatches(store, jobId, c.target, options.batchApiFor);
     released = (await store.releasePrefix(c.target, `${jobId}:`)).released;
     for (;;) {
       const page = await store.parkJob(jobId);
@@ -134,5 +144,37 @@ export async function cancelJob(
     parked,
     eventSent,
     ...(eventError ? { eventError } : {}),
+    ...(remote && remote.cancelled > 0 ? { remote } : {}),
   };
+}
+
+/**
+ * Ends a cancelled job's remote batches: in the database first (their rows are parked with the
+ * job's), then at the provider, best effort (an unreachable provider is reported, not retried here).
+ */
+export async function cancelRemoteBatches(
+  store: EmbeddingStore,
+  jobId: string,
+  target: string,
+  batchApiFor?: (target: string) => Promise<BatchApi>,
+): Promise<{ cancelled: number; released: number; errors: string[] }> {
+  const r = await store.remote.cancel(jobId);
+  const errors: string[] = [];
+  const remote = r.cancelled.filter((b) => b.batchId);
+  if (remote.length > 0) {
+    let api: BatchApi | undefined;
+    try {
+      api = batchApiFor ? await batchApiFor(target) : undefined;
+      if (!api)
+        errors.push("no Batch API configured here: cancel the remote batches on the provider's dashboard");
+    } catch (err) {
+      errors.push(errorMessage(err));
+    }
+    for (const b of api ? remote : []) {
+      await api!
+        .cancel(b.batchId!)
+        .catch((err: unknown) => errors.push(`${b.batchId}: ${errorMessage(err)}`));
+    }
+  }
+  return { cancelled: r.cancelled.length, released: r.released, errors };
 }

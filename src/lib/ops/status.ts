@@ -1,6 +1,7 @@
 import type { EmbeddingStore } from "../db/store.js";
+import { BATCH_PRICE_FACTOR } from "../providers/openai-batch.js";
 import { estimateCostUsd } from "../providers/pricing.js";
-import type { Job, TargetActivity, TargetRate, TargetStatus } from "../types.js";
+import type { Job, RemoteBatchRecord, TargetActivity, TargetRate, TargetStatus } from "../types.js";
 import {
   assessHealth,
   combineHealth,
@@ -63,6 +64,8 @@ export interface TargetView extends Omit<TargetStatus, "jobs"> {
   estimatedRemainingCostUsd: number | null;
   health: Health;
   jobs: JobView[];
+  /** The Batch API route's most recent remote batches (state, counts, age). */
+  remoteBatches: RemoteBatchRecord[];
 }
 
 export interface StatusSnapshot {
@@ -118,7 +121,12 @@ export function jobView(
     averagePerMinute,
     etaSeconds,
     etaAt: etaSeconds === null ? null : addSeconds(now, etaSeconds),
-    estimatedCostUsd: round(estimateCostUsd(model, job.tokens, prices), 6),
+    // Tokens embedded through the Batch API are billed at its price (half the list price).
+    estimatedCostUsd: round(
+      estimateCostUsd(model, job.tokens - (job.remoteTokens ?? 0), prices) +
+        estimateCostUsd(model, job.remoteTokens ?? 0, prices) * BATCH_PRICE_FACTOR,
+      6,
+    ),
   };
 }
 
@@ -164,6 +172,7 @@ export function targetView(
       resolveThresholds(thresholds),
     ),
     jobs: jobs.map((j) => jobView(j, activity.now, prices, s.model, rate.perMinute)),
+    remoteBatches: [],
   };
 }
 
@@ -173,12 +182,13 @@ export async function readStatus(deps: StatusDeps, options: StatusOptions = {}):
   let dbNow: string | undefined;
   const targets = await Promise.all(
     statuses.map(async (s) => {
-      const [rate, activity] = await Promise.all([
+      const [rate, activity, remoteBatches] = await Promise.all([
         deps.store.rate(s.target, windowMinutes),
         deps.store.activity(s.target),
+        deps.store.remote.list({ target: s.target, limit: 5 }),
       ]);
       dbNow ??= activity.now;
-      return targetView(s, rate, activity, deps.prices, options.thresholds);
+      return { ...targetView(s, rate, activity, deps.prices, options.thresholds), remoteBatches };
     }),
   );
   // With no target there is no database timestamp to borrow; the local clock is only a label then.

@@ -3,6 +3,7 @@ import { TargetConfigError } from "../errors.js";
 import type { Target } from "../types.js";
 import { createLocalProvider, LOCAL_MODEL } from "./local.js";
 import { createOpenAIProvider } from "./openai.js";
+import { type BatchApi, createBatchApi } from "./openai-batch.js";
 import type { EmbeddingProvider } from "./provider.js";
 import { createRateGovernor, type RateGovernor } from "./rate-governor.js";
 
@@ -76,6 +77,34 @@ export function providerForTarget(
         `use one of: ${PROVIDERS.join(", ")}`,
       );
   }
+}
+
+/** The Batch API for an openai target, configured like its provider (key, base URL, organisation). */
+export function batchApiForTarget(
+  target: Pick<Target, "name" | "provider" | "model">,
+  config: Config,
+): BatchApi {
+  if (target.provider !== "openai") {
+    throw new TargetConfigError(
+      `target "${target.name}" uses the ${target.provider} provider, which has no Batch API`,
+      "use --via batch with an openai target (any OpenAI-compatible base URL with /v1/files and /v1/batches)",
+    );
+  }
+  const problem = openAIKeyProblem(config.OPENAI_API_KEY);
+  if (problem) {
+    throw new TargetConfigError(
+      `target "${target.name}" uses the openai provider but ${problem}`,
+      "set OPENAI_API_KEY in the worker's environment",
+    );
+  }
+  return createBatchApi({
+    apiKey: config.OPENAI_API_KEY!,
+    baseURL: config.OPENAI_BASE_URL,
+    organization: config.OPENAI_ORG_ID,
+    project: config.OPENAI_PROJECT_ID,
+    model: target.model,
+    timeoutMs: Math.max(config.OPENAI_TIMEOUT_MS, 120_000),
+  });
 }
 
 export function defaultModel(provider: string): string | undefined {

@@ -36,7 +36,7 @@ export function pack(items: Item[], maxInputs: number, maxTokens: number): Item[
 // Typed arrays use the platform's byte order; the API sends little-endian float32.
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-function decodeEmbedding(raw: unknown): Float32Array | undefined {
+export function decodeEmbedding(raw: unknown): Float32Array | undefined {
   if (typeof raw === "string") {
     const bytes = Buffer.from(raw, "base64");
     if (bytes.byteLength % 4 !== 0) return undefined;
