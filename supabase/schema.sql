@@ -12,7 +12,7 @@ CREATE TABLE public.embedding_chunks (
   status text NOT NULL DEFAULT 'pending'::text,
   in_place boolean NOT NULL DEFAULT false,
   vector real[],
-  priority integer NOT NULL DEFAULT 0,
+  priority double precision NOT NULL DEFAULT 0,
   attempts integer NOT NULL DEFAULT 0,
   max_attempts integer NOT NULL DEFAULT 3,
   next_retry_at timestamp with time zone NOT NULL DEFAULT now(),
@@ -38,7 +38,7 @@ CREATE TABLE public.embedding_items (
   target_id integer NOT NULL,
   row_id text NOT NULL,
   status text NOT NULL DEFAULT 'pending'::text,
-  priority integer NOT NULL DEFAULT 0,
+  priority double precision NOT NULL DEFAULT 0,
   attempts integer NOT NULL DEFAULT 0,
   max_attempts integer NOT NULL DEFAULT 3,
   next_retry_at timestamp with time zone NOT NULL DEFAULT now(),
@@ -202,7 +202,10 @@ CREATE TABLE public.embedding_targets (
   batch_limit integer,
   batch_limit_reason text,
   batch_limit_at timestamp with time zone,
-  batch_limit_successes integer NOT NULL DEFAULT 0
+  batch_limit_successes integer NOT NULL DEFAULT 0,
+  priority_expression text,
+  priority_order text,
+  priority_sql text
 );
 ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_batch_limit_check CHECK (batch_limit IS NULL OR batch_limit >= 1 AND batch_limit <= 10000);
 ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_chunk_overlap_check CHECK (chunk_overlap IS NULL OR chunk_overlap >= 0 AND chunk_overlap <= 4095);
@@ -214,6 +217,7 @@ ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_model_chec
 ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_name_check CHECK (name ~ '^[a-z][a-z0-9_]{0,47}$'::text);
 ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_name_key UNIQUE (name);
 ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_pkey PRIMARY KEY (id);
+ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_priority_order_check CHECK (priority_order IS NULL OR (priority_order = ANY (ARRAY['asc'::text, 'desc'::text])));
 ALTER TABLE public.embedding_targets ADD CONSTRAINT embedding_targets_provider_check CHECK (provider ~ '^[a-z][a-z0-9_-]{0,31}$'::text);
 ALTER TABLE public.embedding_targets ENABLE ROW LEVEL SECURITY;
 -- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
@@ -768,7 +772,7 @@ DECLARE
   d record;
   v_job uuid;
   v_max integer;
-  v_prio integer;
+  v_prio double precision;
   v_planned integer := 0;
   v_reused integer := 0;
   v_n integer;
@@ -817,7 +821,8 @@ BEGIN
         ON CONFLICT (target_id, row_id, doc_hash, chunk_index) DO UPDATE
           SET status = CASE WHEN k.status IN ('completed', 'processing') THEN k.status ELSE 'pending' END,
               attempts = CASE WHEN k.status = 'completed' THEN k.attempts ELSE 0 END,
-              next_retry_at = now(), last_error = NULL, error_kind = NULL, job_id = EXCLUDED.job_id, updated_at = now()
+              next_retry_at = now(), last_error = NULL, error_kind = NULL, job_id = EXCLUDED.job_id, updated_at = now(),
+              priority = EXCLUDED.priority
         RETURNING k.status
       ) SELECT count(*), count(*) FILTER (WHERE status = 'completed') FROM ins
     $q$, v_crel, t.id_type, t.chunk_embedding_column)
@@ -1356,6 +1361,7 @@ DECLARE
   v_ids text[];
   v_has boolean[];
   v_hashes text[];
+  v_ranks double precision[];
   v_hash text;
   v_queued integer := 0;
   v_already integer := 0;
@@ -1410,17 +1416,21 @@ BEGIN
     END LOOP;
   END;
 
+  v_ranks := public.embedding_page_ranks(t, v_rel, v_ids);
+
   WITH page AS (
-    SELECT * FROM unnest(v_ids, v_has, v_hashes) AS p(row_id, has, hash)
+    SELECT * FROM unnest(v_ids, v_has, v_hashes, v_ranks) AS p(row_id, has, hash, rank)
   ), ins AS (
-    INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts, content_hash, model, embedded_at, job_id)
+    INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts, content_hash, model, embedded_at, job_id,
+        priority)
     SELECT t.id, p.row_id,
            CASE WHEN v_trust AND p.has AND p.hash IS NOT NULL THEN 'completed' ELSE 'pending' END,
            t.max_attempts,
            CASE WHEN v_trust AND p.has THEN p.hash END,
            CASE WHEN v_trust AND p.has AND p.hash IS NOT NULL THEN t.model END,
            CASE WHEN v_trust AND p.has AND p.hash IS NOT NULL THEN now() END,
-           CASE WHEN v_trust AND p.has AND p.hash IS NOT NULL THEN NULL ELSE p_job END
+           CASE WHEN v_trust AND p.has AND p.hash IS NOT NULL THEN NULL ELSE p_job END,
+           p.rank
       FROM page p
     ON CONFLICT (target_id, row_id) DO NOTHING
     RETURNING i.status
@@ -1457,8 +1467,9 @@ BEGIN
       ), upd AS (
         UPDATE public.embedding_items i
            SET status = 'pending', attempts = 0, next_retry_at = now(), last_error = NULL, error_kind = NULL,
-               content_hash = NULL, job_id = coalesce(p_job, i.job_id), updated_at = now()
-          FROM pick WHERE i.target_id = t.id AND i.row_id = pick.row_id
+               content_hash = NULL, job_id = coalesce(p_job, i.job_id), updated_at = now(), priority = r.rank
+          FROM pick JOIN unnest(v_ids, v_ranks) AS r(row_id, rank) ON r.row_id = pick.row_id
+         WHERE i.target_id = t.id AND i.row_id = pick.row_id
         RETURNING 1
       ) SELECT v_requeued + count(*) INTO v_requeued FROM upd;
       EXIT WHEN attempt = 4 OR NOT EXISTS (
@@ -1467,6 +1478,20 @@ BEGIN
       PERFORM pg_sleep(0.02);
     END LOOP;
   END IF;
+
+  -- Queued rows of this page take the target's order as it is now (a priority set or changed after
+  -- they were queued), except edits and rows.changed priorities outside the backlog's range, which
+  -- keep their place ahead of it. Rows a worker holds are skipped: they are being embedded anyway.
+  WITH pick AS (
+    SELECT i.row_id, r.rank FROM public.embedding_items i
+      JOIN unnest(v_ids, v_ranks) AS r(row_id, rank) ON r.row_id = i.row_id
+     WHERE i.target_id = t.id AND i.status IN ('pending', 'failed', 'parked') AND i.priority <> r.rank
+       AND i.priority BETWEEN -1e15 AND 1e15
+     ORDER BY i.row_id
+       FOR UPDATE OF i SKIP LOCKED
+  )
+  UPDATE public.embedding_items i SET priority = pick.rank
+    FROM pick WHERE i.target_id = t.id AND i.row_id = pick.row_id;
 
   IF p_job IS NOT NULL AND cardinality(v_ids) < p_limit THEN
     UPDATE public.embedding_jobs SET seeded = true WHERE id = p_job;
@@ -1512,6 +1537,28 @@ BEGIN
   IF v_quote IS NOT NULL THEN RETURN 'a quoted string or name is not closed'; END IF;
   IF v_depth <> 0 THEN RETURN 'its parentheses do not balance'; END IF;
   RETURN NULL;
+END $function$;
+
+-- embedding_expression_type(regclass,text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_expression_type(p_rel regclass, p_expr text)
+ RETURNS text
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  v_view text := 'embedding_prio_check_' || pg_backend_pid();
+  v_type text;
+BEGIN
+  BEGIN
+    EXECUTE format('CREATE TEMP VIEW %I AS SELECT (%s) AS p FROM %s AS s', v_view, p_expr, p_rel);
+  EXCEPTION WHEN others THEN
+    RAISE EXCEPTION 'priority is not valid on %: %', public.embedding_relation_name(p_rel), SQLERRM
+      USING ERRCODE = '22023', HINT = 'give a column, or one SQL expression over the row''s columns that yields a number or a timestamp';
+  END;
+  SELECT format_type(a.atttypid, NULL) INTO v_type FROM pg_attribute a
+   WHERE a.attrelid = format('pg_temp.%I', v_view)::regclass AND a.attnum = 1;
+  EXECUTE format('DROP VIEW pg_temp.%I', v_view);
+  RETURN v_type;
 END $function$;
 
 -- embedding_fail(text,text,text[],text[],boolean); grants: postgres=X/postgres service_role=X/postgres
@@ -1862,8 +1909,8 @@ BEGIN
   RETURN v_locked;
 END $function$;
 
--- embedding_mark_pending(text,text[]); grants: postgres=X/postgres service_role=X/postgres
-CREATE OR REPLACE FUNCTION public.embedding_mark_pending(p_target text, p_ids text[])
+-- embedding_mark_pending(text,text[],double precision); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_mark_pending(p_target text, p_ids text[], p_priority double precision DEFAULT NULL::double precision)
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -1874,6 +1921,8 @@ DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
   v_n integer;
   v_invalid jsonb;
+  v_priority double precision := CASE WHEN p_priority IS NOT NULL AND p_priority <> 'NaN'::double precision
+                                      THEN greatest(-9e15::double precision, least(9e15::double precision, p_priority)) END;
 BEGIN
   IF cardinality(p_ids) > 10000 THEN
     RAISE EXCEPTION 'too many ids (%) in one call', cardinality(p_ids) USING ERRCODE = '22023', HINT = 'send at most 10000 ids per event';
@@ -1881,11 +1930,12 @@ BEGIN
   SELECT coalesce(jsonb_agg(id ORDER BY k), '[]') INTO v_invalid FROM unnest(p_ids) WITH ORDINALITY AS x(id, k)
    WHERE NOT public.embedding_valid_id(t.id_type, id);
   WITH ins AS (
-    INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts)
-    SELECT DISTINCT t.id, id, 'pending', t.max_attempts FROM unnest(p_ids) AS id
+    INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts, priority)
+    SELECT DISTINCT t.id, id, 'pending', t.max_attempts, coalesce(v_priority, 0) FROM unnest(p_ids) AS id
      WHERE public.embedding_valid_id(t.id_type, id)
     ON CONFLICT (target_id, row_id) DO UPDATE
-      SET status = 'pending', attempts = 0, next_retry_at = now(), last_error = NULL, error_kind = NULL, updated_at = now()
+      SET status = 'pending', attempts = 0, next_retry_at = now(), last_error = NULL, error_kind = NULL, updated_at = now(),
+          priority = coalesce(v_priority, i.priority)
       WHERE i.status <> 'processing'
     RETURNING 1
   ) SELECT count(*) INTO v_n FROM ins;
@@ -1919,11 +1969,21 @@ CREATE OR REPLACE FUNCTION public.embedding_on_row_change()
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-DECLARE v_max integer;
+DECLARE
+  v_max integer;
+  v_sql text;
+  v_rank double precision := 0;
 BEGIN
-  SELECT max_attempts INTO v_max FROM public.embedding_targets WHERE id = TG_ARGV[0]::integer;
+  SELECT max_attempts, priority_sql INTO v_max, v_sql FROM public.embedding_targets WHERE id = TG_ARGV[0]::integer;
   IF FOUND THEN
-    PERFORM public.embedding_queue_row(TG_ARGV[0]::integer, to_jsonb(NEW) ->> TG_ARGV[1], v_max);
+    IF v_sql IS NOT NULL THEN
+      BEGIN
+        EXECUTE format('SELECT %s FROM (SELECT ($1).*) AS s', v_sql) INTO v_rank USING NEW;
+      EXCEPTION WHEN others THEN
+        v_rank := 0;
+      END;
+    END IF;
+    PERFORM public.embedding_queue_row(TG_ARGV[0]::integer, to_jsonb(NEW) ->> TG_ARGV[1], v_max, v_rank);
   END IF;
   RETURN NULL;
 END $function$;
@@ -1973,6 +2033,40 @@ BEGIN
     PERFORM public.embedding_queue_row(t.id, v_new_id, t.max_attempts);
   END IF;
   RETURN NULL;
+END $function$;
+
+-- embedding_page_ranks(embedding_targets,regclass,text[]); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_page_ranks(t embedding_targets, p_rel regclass, p_ids text[])
+ RETURNS double precision[]
+ LANGUAGE plpgsql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  v_ranks double precision[] := '{}';
+  v_rank double precision;
+BEGIN
+  IF t.priority_sql IS NULL OR cardinality(p_ids) = 0 THEN
+    RETURN coalesce(array_fill(0::double precision, ARRAY[cardinality(p_ids)]), '{}');
+  END IF;
+  BEGIN
+    EXECUTE format($q$
+      SELECT coalesce(array_agg(public.embedding_priority_rank(
+               (SELECT %1$s FROM %2$s AS s WHERE s.%3$I = u.id::%4$s)) ORDER BY u.k), '{}')
+        FROM unnest($1::text[]) WITH ORDINALITY AS u(id, k)
+    $q$, t.priority_sql, p_rel, t.id_column, t.id_type) INTO v_ranks USING p_ids;
+  EXCEPTION WHEN others THEN
+    v_ranks := '{}';
+    FOR i IN 1 .. cardinality(p_ids) LOOP
+      BEGIN
+        EXECUTE format('SELECT %s FROM %s AS s WHERE s.%I = $1::%s', t.priority_sql, p_rel, t.id_column, t.id_type)
+          INTO v_rank USING p_ids[i];
+      EXCEPTION WHEN others THEN
+        v_rank := 0;
+      END;
+      v_ranks := v_ranks || public.embedding_priority_rank(v_rank);
+    END LOOP;
+  END;
+  RETURN v_ranks;
 END $function$;
 
 -- embedding_pending_summary(text); grants: postgres=X/postgres service_role=X/postgres
@@ -2146,6 +2240,25 @@ BEGIN
   RETURN jsonb_build_object('rel', v_rel::oid, 'schema', v_schema, 'table', v_table, 'created', false, 'note', NULL);
 END $function$;
 
+-- embedding_priority_edit(); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_priority_edit()
+ RETURNS double precision
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$ SELECT 4e15::double precision $function$;
+
+-- embedding_priority_rank(double precision); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_priority_rank(p_value double precision)
+ RETURNS double precision
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  SELECT CASE WHEN p_value IS NULL OR p_value = 'NaN'::double precision THEN 0
+              ELSE greatest(-1e15::double precision, least(1e15::double precision, p_value)) END
+$function$;
+
 -- embedding_qualified_table(embedding_targets); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_qualified_table(t embedding_targets)
  RETURNS text
@@ -2190,6 +2303,21 @@ AS $function$
   ON CONFLICT (target_id, row_id) DO UPDATE
     SET status = 'pending', attempts = 0, next_retry_at = now(), locked_until = NULL, worker_id = NULL,
         last_error = NULL, error_kind = NULL, enqueued_at = now(), updated_at = now(), job_id = NULL
+$function$;
+
+-- embedding_queue_row(integer,text,integer,double precision); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_queue_row(p_target integer, p_row_id text, p_max_attempts integer, p_rank double precision)
+ RETURNS void
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  INSERT INTO public.embedding_items AS i (target_id, row_id, status, max_attempts, priority)
+  VALUES (p_target, p_row_id, 'pending', coalesce(p_max_attempts, 3), public.embedding_priority_rank(p_rank))
+  ON CONFLICT (target_id, row_id) DO UPDATE
+    SET status = 'pending', attempts = 0, next_retry_at = now(), locked_until = NULL, worker_id = NULL,
+        last_error = NULL, error_kind = NULL, enqueued_at = now(), updated_at = now(), job_id = NULL,
+        priority = public.embedding_priority_rank(p_rank)
+                   + CASE WHEN i.embedded_at IS NOT NULL THEN public.embedding_priority_edit() ELSE 0 END
 $function$;
 
 -- embedding_rate(text,integer); grants: postgres=X/postgres service_role=X/postgres
@@ -2951,6 +3079,94 @@ BEGIN
   RETURN jsonb_build_object('batchLimit', t.batch_limit, 'reason', t.batch_limit_reason, 'at', t.batch_limit_at);
 END $function$;
 
+-- embedding_set_priority(text,text,text,text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_set_priority(p_target text, p_column text DEFAULT NULL::text, p_expression text DEFAULT NULL::text, p_order text DEFAULT 'desc'::text)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  t public.embedding_targets := public.embedding_target_row(p_target);
+  v_rel regclass := public.embedding_require_relation(t);
+  v_caller text := public.embedding_caller();
+  v_order text := lower(coalesce(p_order, 'desc'));
+  v_expr text;
+  v_type text;
+  v_sql text;
+  v_refs text[];
+  v_col text;
+  v_problem text;
+  v_changed boolean;
+BEGIN
+  IF p_column IS NOT NULL AND p_expression IS NOT NULL THEN
+    RAISE EXCEPTION 'target "%": give a priority column or a priority expression, not both', t.name
+      USING ERRCODE = '22023', HINT = 'for example --priority created_at, or --priority-sql "coalesce(published_at, created_at)"';
+  END IF;
+  IF v_order NOT IN ('asc', 'desc') THEN
+    RAISE EXCEPTION 'priority order "%" is neither asc nor desc', p_order USING ERRCODE = '22023', HINT = 'use --priority-order asc or desc';
+  END IF;
+  IF NOT has_table_privilege(v_caller, v_rel, 'TRIGGER') THEN
+    RAISE EXCEPTION 'role % may not change how target "%" is ordered', v_caller, t.name
+      USING ERRCODE = '42501', HINT = format('registration needs TRIGGER on the table: GRANT TRIGGER ON %s TO %I', public.embedding_relation_name(v_rel), v_caller);
+  END IF;
+
+  IF p_column IS NOT NULL THEN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = v_rel AND a.attname = p_column AND a.attnum > 0 AND NOT a.attisdropped) THEN
+      RAISE EXCEPTION 'priority column "%" does not exist on %', p_column, public.embedding_relation_name(v_rel)
+        USING ERRCODE = '42703', HINT = 'give a number, date or timestamp column with --priority, e.g. --priority created_at';
+    END IF;
+    v_expr := quote_ident(p_column);
+  ELSIF p_expression IS NOT NULL THEN
+    v_problem := public.embedding_expression_shape_problem(p_expression);
+    IF v_problem IS NOT NULL THEN
+      RAISE EXCEPTION 'priority expression must be a single SQL expression: %', v_problem
+        USING ERRCODE = '22023', HINT = 'write one expression over the row''s columns, e.g. coalesce(published_at, created_at)';
+    END IF;
+    v_expr := '(' || p_expression || ')';
+  END IF;
+
+  IF v_expr IS NOT NULL THEN
+    v_type := public.embedding_expression_type(v_rel, v_expr);
+    v_sql := CASE
+      WHEN v_type IN ('timestamp with time zone', 'timestamp without time zone', 'date')
+        THEN format('extract(epoch FROM %s)::double precision', v_expr)
+      WHEN v_type IN ('smallint', 'integer', 'bigint', 'numeric', 'real', 'double precision')
+        THEN format('(%s)::double precision', v_expr)
+    END;
+    IF v_sql IS NULL THEN
+      RAISE EXCEPTION 'priority % is of type %: it must be a number, a date or a timestamp', coalesce(p_column, p_expression), v_type
+        USING ERRCODE = '22023', HINT = 'for example --priority created_at, or --priority-sql "length(body)"';
+    END IF;
+    IF v_order = 'asc' THEN v_sql := '-(' || v_sql || ')'; END IF;
+    BEGIN
+      v_refs := public.embedding_validate_expression(v_rel, v_sql);
+    EXCEPTION WHEN insufficient_privilege THEN
+      RAISE EXCEPTION '%', replace(SQLERRM, 'content expression', 'priority expression')
+        USING ERRCODE = '42501',
+              HINT = 'use only the table''s own columns, operators and built-in functions without side effects (coalesce, greatest, extract, ...)';
+    END;
+    FOREACH v_col IN ARRAY v_refs LOOP
+      IF NOT has_column_privilege(v_caller, v_rel, v_col, 'SELECT') THEN
+        RAISE EXCEPTION 'role % may not read column % of %', v_caller, v_col, public.embedding_relation_name(v_rel)
+          USING ERRCODE = '42501', HINT = format('GRANT SELECT ON %s TO %I', public.embedding_relation_name(v_rel), v_caller);
+      END IF;
+    END LOOP;
+  END IF;
+
+  v_changed := t.priority_sql IS DISTINCT FROM v_sql
+    OR t.priority_expression IS DISTINCT FROM coalesce(p_column, p_expression);
+  IF v_changed THEN
+    UPDATE public.embedding_targets
+       SET priority_expression = coalesce(p_column, p_expression),
+           priority_order = CASE WHEN v_sql IS NOT NULL THEN v_order END,
+           priority_sql = v_sql, updated_at = now()
+     WHERE id = t.id
+    RETURNING * INTO t;
+  END IF;
+  RETURN public.embedding_target_json(t) || jsonb_build_object('priorityChanged', v_changed);
+END $function$;
+
 -- embedding_status(text,integer); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_status(p_target text DEFAULT NULL::text, p_jobs integer DEFAULT 5)
  RETURNS jsonb
@@ -3073,7 +3289,9 @@ AS $function$
     'chunks', CASE WHEN t.chunk_table IS NULL THEN NULL ELSE jsonb_build_object(
       'table', coalesce(public.embedding_relation_name(public.embedding_chunk_relation(t)), format('%I.%I', t.chunk_schema, t.chunk_table)),
       'tokens', t.chunk_tokens, 'overlap', t.chunk_overlap) END,
-    'batchLimit', t.batch_limit, 'batchLimitReason', t.batch_limit_reason, 'batchLimitAt', t.batch_limit_at)
+    'batchLimit', t.batch_limit, 'batchLimitReason', t.batch_limit_reason, 'batchLimitAt', t.batch_limit_at,
+    'priority', CASE WHEN t.priority_sql IS NULL THEN NULL ELSE jsonb_build_object(
+      'expression', t.priority_expression, 'order', t.priority_order) END)
 $function$;
 
 -- embedding_target_row(text); grants: postgres=X/postgres service_role=X/postgres

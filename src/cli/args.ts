@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from "commander";
+import { InputError } from "../lib/errors.js";
 
 /** Argument parsers shared by the verbs: each refuses bad input naming the flag and the range. */
 
@@ -42,3 +43,18 @@ export const collectIds = (value: string, previous: string[]): string[] => [
 ];
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * `--priority created_at`, `--priority created_at desc` (the option takes the words after it), or
+ * one word `created_at:asc`: a column and an optional direction.
+ */
+export function priorityArg(words: readonly string[]): { column: string; order?: "asc" | "desc" } {
+  const parts = words.flatMap((w) => w.split(/[\s:]+/)).filter(Boolean);
+  const [column, order, ...rest] = parts;
+  if (!column || rest.length > 0 || (order !== undefined && order !== "asc" && order !== "desc")) {
+    throw new InputError(
+      `--priority takes a column and optionally asc or desc, e.g. --priority created_at desc (got "${words.join(" ")}")`,
+    );
+  }
+  return order ? { column, order } : { column };
+}

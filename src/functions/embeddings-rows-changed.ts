@@ -7,7 +7,8 @@ import { runDueBatches } from "./run-batches.js";
 /**
  * embeddings/rows.changed: an application or a database webhook wants changes embedded now rather
  * than at the next sweep. Given ids are marked due (content hashes kept, so an unchanged row still
- * costs no provider call); then due work for the target is processed in bounded batches.
+ * costs no provider call), with the event's priority when it has one; then due work for the target
+ * is processed in bounded batches, highest priority first.
  */
 export function embeddingsRowsChanged(inngest: InngestClient, deps: FunctionDeps) {
   const limits = limitsOf(deps);
@@ -21,12 +22,14 @@ export function embeddingsRowsChanged(inngest: InngestClient, deps: FunctionDeps
       timeouts: { finish: "30m" },
     },
     async ({ event, step, runId, attempt }) => {
-      const { target, ids } = event.data;
+      const { target, ids, priority } = event.data;
       // Ids that are not valid keys of the table are reported in the run's output, never stored.
       const marked =
         ids && ids.length > 0
           ? await step.run("mark-pending", () =>
-              mapped(attempt, async () => (await deps.context()).store.markPending(target, ids.map(String))),
+              mapped(attempt, async () =>
+                (await deps.context()).store.markPending(target, ids.map(String), priority),
+              ),
             )
           : { marked: 0, invalid: [] as string[] };
       if (marked.invalid.length > 0 && deps.logger) {

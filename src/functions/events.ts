@@ -76,6 +76,11 @@ export const rowsChanged = eventType("embeddings/rows.changed", {
       .array(z.union([z.string(), z.number()]))
       .max(5000, "send at most 5000 ids per event")
       .optional(),
+    /**
+     * Claim priority for these ids (higher first). Backlog rows rank by the target's priority value
+     * within ±1e15 and edits of embedded rows 4e15 above theirs; without it, rows keep their rank.
+     */
+    priority: z.number().optional(),
   }),
 });
 

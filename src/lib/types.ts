@@ -26,7 +26,20 @@ export interface Target {
   /** The batch size a statement timeout or a too-large request taught this target (null: no cap). */
   batchLimit?: number | null;
   batchLimitReason?: string | null;
+  /** The claim order: higher first, newest first for `{ expression: "created_at", order: "desc" }`. */
+  priority?: TargetPriority | null;
 }
+
+export type PriorityOrder = "asc" | "desc";
+
+/** A target's order as registered: a column name or an SQL expression, and its direction. */
+export interface TargetPriority {
+  expression: string;
+  order: PriorityOrder;
+}
+
+/** `--priority <column>` or `--priority-sql <expression>`, with `--priority-order` (default desc). */
+export type PriorityInput = ({ column: string } | { expression: string }) & { order?: PriorityOrder };
 
 export interface ChunkSettings {
   table: string;
@@ -53,6 +66,11 @@ export interface RegisterTargetInput {
   chunkTable?: string;
   chunkTokens?: number;
   chunkOverlap?: number;
+  /**
+   * Claim order. Not part of the definition: changing it needs no `replace` and embeds nothing
+   * again. Omitted on re-registration, a priority the target had is cleared.
+   */
+  priority?: PriorityInput;
 }
 
 export interface RegisteredTarget extends Target {
@@ -65,6 +83,8 @@ export interface RegisteredTarget extends Target {
   chunkTableCreated?: boolean;
   /** Things worth saying (for example: pgvector missing, so the chunk table's column is real[]). */
   notes?: string[];
+  /** The claim order changed with this registration (never a reason to embed again). */
+  priorityChanged?: boolean;
 }
 
 export interface ClaimedItem {

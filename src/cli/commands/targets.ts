@@ -7,8 +7,23 @@ import {
 import { InputError } from "../../lib/errors.js";
 import { defaultModel, PROVIDERS } from "../../lib/providers/index.js";
 import { LOCAL_MODEL } from "../../lib/providers/local.js";
-import { columnList, nonNegativeInt, positiveInt } from "../args.js";
+import type { PriorityInput, PriorityOrder } from "../../lib/types.js";
+import { columnList, nonNegativeInt, positiveInt, priorityArg } from "../args.js";
 import type { Cli } from "../io.js";
+
+/** `--priority col [asc|desc]` or `--priority-sql expr`; `--priority-order` may repeat, not contradict, the first. */
+function prioritySpec(
+  words: string[] | undefined,
+  sql: string | undefined,
+  order: PriorityOrder | undefined,
+): PriorityInput | undefined {
+  if (sql) return { expression: sql, order: order ?? "desc" };
+  if (!words) return undefined;
+  const p = priorityArg(words);
+  if (order && p.order && order !== p.order)
+    throw new InputError(`--priority says ${p.order} but --priority-order says ${order}`);
+  return { column: p.column, order: order ?? p.order ?? "desc" };
+}
 
 /** `targets add | list | remove`: what to embed. */
 export function registerTargets(program: Command, cli: Cli): void {
@@ -39,6 +54,20 @@ export function registerTargets(program: Command, cli: Cli): void {
       "--chunk-overlap <n>",
       `tokens of the previous chunk repeated at the start of the next (with --chunks; default ${DEFAULT_CHUNK_OVERLAP})`,
       nonNegativeInt("--chunk-overlap", 4095),
+    )
+    .option(
+      "--priority <column...>",
+      "claim order: a number, date or timestamp column, optionally asc or desc (default desc: newest first)",
+    )
+    .option(
+      "--priority-sql <expression>",
+      "or one SQL expression over the row that yields a number or a timestamp (higher first)",
+    )
+    .addOption(
+      new Option("--priority-order <order>", "asc or desc, for --priority or --priority-sql").choices([
+        "asc",
+        "desc",
+      ]),
     )
     .option(
       "--replace",
@@ -75,6 +104,11 @@ export function registerTargets(program: Command, cli: Cli): void {
           throw new InputError("--chunk-tokens and --chunk-overlap need --chunks <schema.table>");
         if (!o.chunks && !o.embedding)
           throw new InputError("give the column to fill: --embedding <column> (or --chunks <schema.table>)");
+        if (o.priority && o.prioritySql)
+          throw new InputError("give either --priority or --priority-sql, not both");
+        if (o.priorityOrder && !o.priority && !o.prioritySql)
+          throw new InputError("--priority-order needs --priority <column> or --priority-sql <expression>");
+        const priority = prioritySpec(o.priority, o.prioritySql, o.priorityOrder);
         const chunking = o.chunks
           ? {
               chunkTokens: o.chunkTokens ?? DEFAULT_CHUNK_TOKENS,
@@ -105,6 +139,7 @@ export function registerTargets(program: Command, cli: Cli): void {
             dimensions: o.dimensions,
             maxAttempts: o.maxAttempts,
             replace: Boolean(o.replace),
+            ...(priority ? { priority } : {}),
             ...(chunking
               ? {
                   chunkTable: o.chunks,
@@ -119,6 +154,11 @@ export function registerTargets(program: Command, cli: Cli): void {
             target.chunks
               ? `registered ${target.name}: ${target.table} in chunks of up to ${target.chunks.tokens} tokens (overlap ${target.chunks.overlap}) -> ${target.chunks.table}.${target.embeddingColumn} (${target.embeddingKind}, ${target.dimensions} dims) with ${target.provider}/${target.model}${target.chunkTableCreated ? " (chunk table created)" : ""}`
               : `registered ${target.name}: ${target.table} -> ${target.embeddingColumn} (${target.embeddingKind}, ${target.dimensions} dims) with ${target.provider}/${target.model}`,
+            ...(target.priority
+              ? [
+                  `order: ${target.priority.expression} ${target.priority.order} (edits of embedded rows go first)`,
+                ]
+              : []),
             ...(target.notes ?? []).map((n) => `note: ${n}`),
             ...(target.replaced
               ? [
@@ -146,7 +186,7 @@ export function registerTargets(program: Command, cli: Cli): void {
             : list
                 .map(
                   (t) =>
-                    `${t.name}\t${t.chunks ? `${t.table} -> ${t.chunks.table}.${t.embeddingColumn} (chunks of ${t.chunks.tokens})` : `${t.table}.${t.embeddingColumn}`}\t${t.provider}/${t.model}\t${t.dimensions} dims\tcontent: ${t.contentColumns?.join(",") ?? t.contentExpression}`,
+                    `${t.name}\t${t.chunks ? `${t.table} -> ${t.chunks.table}.${t.embeddingColumn} (chunks of ${t.chunks.tokens})` : `${t.table}.${t.embeddingColumn}`}\t${t.provider}/${t.model}\t${t.dimensions} dims\tcontent: ${t.contentColumns?.join(",") ?? t.contentExpression}${t.priority ? `\torder: ${t.priority.expression} ${t.priority.order}` : ""}`,
                 )
                 .join("\n"),
         );

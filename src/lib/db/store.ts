@@ -7,6 +7,7 @@ import type {
   JobKind,
   LaneStart,
   PendingSummary,
+  PriorityInput,
   QueueCounts,
   RegisteredTarget,
   RegisterTargetInput,
@@ -56,8 +57,8 @@ export class EmbeddingStore {
    * embedding column, provider, model or dimension is refused unless `replace`, which clears the
    * old state (`reset` rows) so every row is embedded again.
    */
-  registerTarget(input: RegisterTargetInput): Promise<RegisteredTarget> {
-    return this.api.call<RegisteredTarget>("embedding_register_target", {
+  async registerTarget(input: RegisterTargetInput): Promise<RegisteredTarget> {
+    const registered = await this.api.call<RegisteredTarget>("embedding_register_target", {
       p_name: input.name,
       p_table: input.table,
       p_id_column: input.idColumn,
@@ -72,6 +73,27 @@ export class EmbeddingStore {
       p_chunk_table: input.chunkTable ?? null,
       p_chunk_tokens: input.chunkTable ? (input.chunkTokens ?? null) : null,
       p_chunk_overlap: input.chunkTable ? (input.chunkOverlap ?? null) : null,
+    });
+    // The order is set by its own call (it is no part of the definition a replace protects); a
+    // registration without one and a target without one cost no second call.
+    if (!input.priority && !registered.priority) return registered;
+    const ordered = await this.setPriority(input.name, input.priority ?? null);
+    return { ...registered, ...ordered };
+  }
+
+  /**
+   * Sets, changes (no `replace` needed, nothing embedded again) or clears (`null`) a target's claim
+   * order. Rows queued from now on are ranked by it; the next backfill re-ranks the backlog.
+   */
+  setPriority(
+    target: string,
+    priority: PriorityInput | null,
+  ): Promise<Target & { priorityChanged: boolean }> {
+    return this.api.call("embedding_set_priority", {
+      p_target: target,
+      p_column: priority && "column" in priority ? priority.column : null,
+      p_expression: priority && "expression" in priority ? priority.expression : null,
+      p_order: priority?.order ?? "desc",
     });
   }
 
@@ -235,11 +257,17 @@ export class EmbeddingStore {
   }
 
   /** Marks rows due; ids that are not valid values of the key's type come back in `invalid`. */
-  async markPending(target: string, ids: readonly string[]): Promise<{ marked: number; invalid: string[] }> {
+  /** Marks rows due now; with `priority`, they take that claim priority (higher first). */
+  async markPending(
+    target: string,
+    ids: readonly string[],
+    priority?: number,
+  ): Promise<{ marked: number; invalid: string[] }> {
     const { valid, nul } = splitNul(ids);
     const r = await this.api.call<{ marked: number; invalid: string[] }>("embedding_mark_pending", {
       p_target: target,
       p_ids: valid,
+      p_priority: priority ?? null,
     });
     return { marked: r.marked, invalid: [...nul, ...(r.invalid ?? [])] };
   }
