@@ -2,6 +2,8 @@ import { createServer, type Server } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EXIT } from "../src/cli/exit.js";
 import type { EstimatedRunSummary } from "../src/cli/run-target.js";
+import { EmbeddingStore } from "../src/lib/db/store.js";
+import { createSupabaseApi } from "../src/lib/db/supabase.js";
 import type { Estimate } from "../src/lib/ops/estimate.js";
 import type { StatusSnapshot } from "../src/lib/ops/status.js";
 import { testConfig, testContext } from "./support/app.js";
@@ -9,6 +11,7 @@ import { runCliInProcess } from "./support/cli.js";
 import { type FakeOpenAI, startFakeOpenAI } from "./support/fake-openai.js";
 import { createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
 import { useTestDatabase } from "./support/pg-server.js";
+import { startPostgrestGateway } from "./support/postgrest-gateway.js";
 import { createRecordings, registerRecordings, transcript } from "./support/transcripts.js";
 
 /**
@@ -261,6 +264,54 @@ describe("embeddings estimate", () => {
     expect(Object.keys(est.time).sort()).toEqual(
       ["limitedBy", "note", "requestsPerMinute", "seconds", "tokensPerMinute"].sort(),
     );
+  });
+
+  it("answers the same over supabase-js (PostgREST, as the service role), and records and reads job estimates there", async () => {
+    const key = "service-role-key-for-tests-0123456789";
+    const gateway = await startPostgrestGateway({ db: db.api, serviceRoleKey: key });
+    try {
+      const viaRpc = new EmbeddingStore(createSupabaseApi({ url: gateway.url, serviceRoleKey: key }));
+      const sample = await viaRpc.estimateSample("est_small", true, 5000);
+      const direct = await db.store.estimateSample("est_small", true, 5000);
+      expect({ ...sample, sample: [...sample.sample].sort() }).toEqual({
+        ...direct,
+        sample: [...direct.sample].sort(),
+      });
+      const jobId = await scalar<string>(
+        db,
+        "SELECT id::text FROM embedding_jobs WHERE estimate IS NOT NULL ORDER BY created_at LIMIT 1",
+      );
+      const recorded = await viaRpc.setJobEstimate(jobId, { rows: 1, tokens: 2 });
+      expect(recorded.estimate).toEqual({ rows: 1, tokens: 2 });
+      expect(await viaRpc.jobEstimates([jobId])).toEqual({ [jobId]: { rows: 1, tokens: 2 } });
+      await expect(viaRpc.setJobEstimate(jobId, { sample: "x".repeat(20_000) })).rejects.toMatchObject({
+        code: "22023",
+      });
+
+      // Never more than the caller may: a table the service role cannot read is not estimated for it.
+      await db.exec(`
+        CREATE SCHEMA est_private;
+        CREATE TABLE est_private.secrets (id bigint PRIMARY KEY, body text NOT NULL, embedding real[]);
+        INSERT INTO est_private.secrets VALUES (1, 'the launch code is 0000', NULL);
+        REVOKE ALL ON SCHEMA est_private FROM PUBLIC, anon, authenticated, service_role;
+        REVOKE ALL ON est_private.secrets FROM PUBLIC, anon, authenticated, service_role;`);
+      await db.store.registerTarget({
+        name: "est_secrets",
+        table: "est_private.secrets",
+        idColumn: "id",
+        contentColumns: ["body"],
+        embeddingColumn: "embedding",
+        provider: "local",
+        model: "local-ngram-v1",
+        dimensions: 8,
+      });
+      expect((await db.store.estimateSample("est_secrets", false, 10)).rows).toBe(1);
+      const err = await viaRpc.estimateSample("est_secrets", false, 10).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "42501" });
+      expect(JSON.stringify(err)).not.toContain("launch code");
+    } finally {
+      await gateway.close();
+    }
   });
 
   it("refuses an unknown target with exit 2, naming the fix", async () => {
