@@ -1,6 +1,8 @@
 import { SingleBar } from "cli-progress";
 import type { AppContext } from "../lib/context.js";
 import { type RunProgress, type RunSummary, runTarget } from "../lib/core/runner.js";
+import { errorMessage } from "../lib/errors.js";
+import { estimateTarget, jobEstimate } from "../lib/ops/estimate.js";
 import { batchApiForTarget } from "../lib/providers/index.js";
 import { EXIT } from "./exit.js";
 import type { CliIO } from "./io.js";
@@ -71,9 +73,38 @@ function progressReporter(io: CliIO, json: boolean) {
   };
 }
 
-export async function runWithSignals(io: CliIO, ctx: AppContext, request: RunRequest): Promise<RunSummary> {
+/** A run's summary with the estimate made before it (figures kept on its job): estimate against actual. */
+export type EstimatedRunSummary = RunSummary & { estimate: Record<string, unknown> | null };
+
+/**
+ * The estimate of what the run will embed, made before it starts (seeding does not change which
+ * rows qualify, so it may be recorded on the job afterwards). A run is never stopped by its estimate.
+ */
+async function estimateBefore(io: CliIO, ctx: AppContext, request: RunRequest) {
+  try {
+    const e = await estimateTarget(ctx.store, {
+      target: request.target,
+      reembed: request.reembed,
+      batchSize: request.batchSize,
+      prices: ctx.config.EMBEDDINGS_PRICES,
+      requestsPerMinute: ctx.config.EMBEDDINGS_RPM,
+      tokensPerMinute: ctx.config.EMBEDDINGS_TPM,
+    });
+    return jobEstimate(e);
+  } catch (err) {
+    io.stderr(`note: no estimate for this run: ${errorMessage(err)}\n`);
+    return null;
+  }
+}
+
+export async function runWithSignals(
+  io: CliIO,
+  ctx: AppContext,
+  request: RunRequest,
+): Promise<EstimatedRunSummary> {
   const target = await ctx.store.getTarget(request.target);
   const provider = io.providerFor(target, ctx.config);
+  const estimate = await estimateBefore(io, ctx, request);
   const controller = new AbortController();
   const viaBatch = request.via === "batch";
   const remote = viaBatch
@@ -100,7 +131,7 @@ export async function runWithSignals(io: CliIO, ctx: AppContext, request: RunReq
   });
   const progress = progressReporter(io, request.json);
   try {
-    return await runTarget(
+    const summary = await runTarget(
       { store: ctx.store, provider },
       {
         target: request.target,
@@ -114,16 +145,24 @@ export async function runWithSignals(io: CliIO, ctx: AppContext, request: RunReq
         remote,
       },
     );
+    if (estimate) await ctx.store.setJobEstimate(summary.job.id, estimate).catch(() => undefined);
+    return { ...summary, estimate };
   } finally {
     progress.stop();
     removeHandler();
   }
 }
 
-export function summaryLine(s: RunSummary): string {
+export function summaryLine(s: RunSummary & { estimate?: Record<string, unknown> | null }): string {
   const secs = s.elapsedMs / 1000;
   const rate = secs > 0 ? s.job.itemsProcessed / secs : 0;
   const remote = (s.remoteBatches ?? []).filter((b) => b.items > 0);
+  const e = s.estimate;
+  const estimated = e
+    ? [
+        `  estimated ${e.rows} rows, ${e.tokens}${e.exact ? "" : ` ± ${e.tokensErrorBound}`} tokens; actual ${s.job.itemsProcessed} rows, ${s.job.tokens} tokens`,
+      ]
+    : [];
   return [
     ...(s.resumable
       ? [
@@ -137,5 +176,6 @@ export function summaryLine(s: RunSummary): string {
     `job ${s.job.id} ${s.job.status}`,
     `  embedded ${s.job.itemsProcessed} rows, failed ${s.job.itemsFailed}, unchanged ${s.job.itemsSkipped}, tokens ${s.job.tokens}`,
     `  ${secs.toFixed(1)} s, ${rate.toFixed(0)} rows/s${s.waiting ? "; some rows wait for a retry backoff (the sweep or the next run picks them up)" : ""}`,
+    ...estimated,
   ].join("\n");
 }

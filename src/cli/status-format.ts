@@ -69,6 +69,12 @@ export function formatSnapshot(s: StatusSnapshot): string {
       lines.push(
         `  job ${j.id.slice(0, 8)}  ${j.kind.padEnd(8)} ${j.status.padEnd(9)} ${j.done}/${j.itemsTotal} (${j.percent}%)${j.chunksTotal ? `  chunks ${j.chunksEmbedded ?? 0}/${j.chunksTotal}` : ""}  failed ${j.itemsFailed}  tokens ${j.tokens}${eta}${j.lastError ? `  error: ${j.lastError}` : ""}`,
       );
+      const e = j.estimate;
+      if (e) {
+        lines.push(
+          `      estimate ${e.rows} rows, ${e.tokens}${e.exact ? "" : ` ± ${e.tokensErrorBound}`} tokens ~${usd(e.listUsd)}  actual ${j.itemsProcessed} rows, ${j.tokens} tokens ~${usd(j.estimatedCostUsd)}`,
+        );
+      }
     }
   }
   return lines.join("\n");

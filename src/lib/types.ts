@@ -195,6 +195,25 @@ export interface WriteResult {
 export type JobStatus = "pending" | "running" | "completed" | "failed" | "cancelled";
 export type JobKind = "backfill" | "run" | "sweep" | "recovery";
 
+/** embedding_estimate: what a backfill would embed, and a sample of that content. */
+export interface EstimateSample {
+  target: string;
+  table: string;
+  provider: string;
+  model: string;
+  chunked: boolean;
+  reembed: boolean;
+  /** Rows of the source table. */
+  tableRows: number;
+  /** Rows (documents, for a chunked target) a backfill would embed: exact. */
+  rows: number;
+  /** all: every such row was read; bernoulli: TABLESAMPLE BERNOULLI then a random cut; random: ORDER BY random(). */
+  method: "all" | "bernoulli" | "random";
+  samplePercent: number | null;
+  /** The content texts, built with the target's own content expression. */
+  sample: string[];
+}
+
 export interface Job {
   id: string;
   target: string;

@@ -8,6 +8,7 @@ import { positiveInt } from "../args.js";
 import { EXIT } from "../exit.js";
 import type { Cli } from "../io.js";
 import { runRequest, runWithSignals, summaryLine } from "../run-target.js";
+import { estimateFor, formatEstimate } from "./estimate.js";
 
 function assertInngestConfigured(config: Config): void {
   if (inngestConfigured(config)) return;
@@ -54,6 +55,10 @@ export function registerBackfill(program: Command, cli: Cli): void {
         .choices(["sync", "batch"])
         .default("sync"),
     )
+    .option(
+      "--dry-run",
+      "print what it would embed, cost and take (as embeddings estimate) and send nothing, run nothing",
+    )
     .option("--json", "machine-readable output")
     .addHelpText(
       "after",
@@ -65,7 +70,14 @@ work. Watch it with: embeddings status <target> --watch, GET /status, or the das
     .action(async (target: string, o) => {
       let code: number = EXIT.ok;
       try {
-        if (o.local) {
+        if (o.dryRun) {
+          const estimate = await cli.withContext((ctx) => estimateFor(ctx, target, o));
+          cli.print(
+            o.json,
+            { mode: "dry-run", sent: false, ...estimate },
+            () => `${formatEstimate(estimate)}\ndry run: nothing was sent, no job was created`,
+          );
+        } else if (o.local) {
           const summary = await cli.withContext((ctx) =>
             runWithSignals(cli.io, ctx, runRequest(target, o, ctx)),
           );

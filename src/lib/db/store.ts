@@ -3,6 +3,7 @@ import type {
   ClaimResult,
   DeadLetter,
   EnqueueResult,
+  EstimateSample,
   Job,
   JobKind,
   LaneStart,
@@ -350,6 +351,28 @@ export class EmbeddingStore {
 
   expireJobs(staleSeconds: number): Promise<{ expired: string[] }> {
     return this.api.call("embedding_jobs_expire", { p_stale_seconds: staleSeconds });
+  }
+
+  /**
+   * What a backfill of `target` would embed: the row count (exact) and the content of up to
+   * `sample` of those rows (all of them when they fit), for counting tokens with the real tokenizer.
+   */
+  estimateSample(target: string, reembed: boolean, sample: number): Promise<EstimateSample> {
+    return this.api.call<EstimateSample>("embedding_estimate", {
+      p_target: target,
+      p_reembed: reembed,
+      p_sample: sample,
+    });
+  }
+
+  /** Keeps the estimate made before a job ran on the job (figures only). */
+  setJobEstimate(jobId: string, estimate: Record<string, unknown>): Promise<Job & { estimate: unknown }> {
+    return this.api.call("embedding_job_set_estimate", { p_job: jobId, p_estimate: estimate });
+  }
+
+  /** The recorded estimates of these jobs, by job id (jobs without one are left out). */
+  jobEstimates(jobIds: readonly string[]): Promise<Record<string, Record<string, unknown>>> {
+    return this.api.call("embedding_job_estimates", { p_jobs: jobIds });
   }
 
   status(target?: string, jobs = 5): Promise<TargetStatus[]> {

@@ -47,6 +47,22 @@ export interface JobView extends Job {
   etaSeconds: number | null;
   etaAt: string | null;
   estimatedCostUsd: number;
+  /**
+   * The estimate made before the job ran (`embeddings run`, `backfill --local`), to hold against its
+   * actual itemsProcessed, tokens and estimatedCostUsd; null when none was recorded.
+   */
+  estimate: JobEstimate | null;
+}
+
+/** What a job keeps of its estimate (src/lib/ops/estimate.ts jobEstimate). */
+export interface JobEstimate {
+  rows: number;
+  tokens: number;
+  tokensErrorBound: number;
+  exact: boolean;
+  listUsd: number | null;
+  batchUsd: number | null;
+  [key: string]: unknown;
 }
 
 export interface TargetView extends Omit<TargetStatus, "jobs"> {
@@ -90,6 +106,7 @@ export function jobView(
   prices: Record<string, number>,
   model: string,
   targetPerMinute: number,
+  estimate: JobEstimate | null = null,
 ): JobView {
   const done = job.itemsProcessed + job.itemsFailed + job.itemsSkipped;
   const remaining = Math.max(job.itemsTotal - done, 0);
@@ -127,6 +144,7 @@ export function jobView(
         estimateCostUsd(model, job.remoteTokens ?? 0, prices) * BATCH_PRICE_FACTOR,
       6,
     ),
+    estimate,
   };
 }
 
@@ -136,6 +154,7 @@ export function targetView(
   activity: TargetActivity,
   prices: Record<string, number>,
   thresholds: ThresholdOverrides = {},
+  estimates: Record<string, JobEstimate> = {},
 ): TargetView {
   const remaining = s.pending + s.processing + s.failed;
   const etaSeconds =
@@ -171,7 +190,7 @@ export function targetView(
       },
       resolveThresholds(thresholds),
     ),
-    jobs: jobs.map((j) => jobView(j, activity.now, prices, s.model, rate.perMinute)),
+    jobs: jobs.map((j) => jobView(j, activity.now, prices, s.model, rate.perMinute, estimates[j.id] ?? null)),
     remoteBatches: [],
   };
 }
@@ -179,6 +198,11 @@ export function targetView(
 export async function readStatus(deps: StatusDeps, options: StatusOptions = {}): Promise<StatusSnapshot> {
   const windowMinutes = options.windowMinutes ?? DEFAULT_RATE_WINDOW_MINUTES;
   const statuses = await deps.store.status(options.target, options.jobs ?? 5);
+  const jobIds = statuses.flatMap((s) => s.jobs.map((j) => j.id));
+  const estimates = (jobIds.length > 0 ? await deps.store.jobEstimates(jobIds) : {}) as Record<
+    string,
+    JobEstimate
+  >;
   let dbNow: string | undefined;
   const targets = await Promise.all(
     statuses.map(async (s) => {
@@ -188,7 +212,7 @@ export async function readStatus(deps: StatusDeps, options: StatusOptions = {}):
         deps.store.remote.list({ target: s.target, limit: 5 }),
       ]);
       dbNow ??= activity.now;
-      return { ...targetView(s, rate, activity, deps.prices, options.thresholds), remoteBatches };
+      return { ...targetView(s, rate, activity, deps.prices, options.thresholds, estimates), remoteBatches };
     }),
   );
   // With no target there is no database timestamp to borrow; the local clock is only a label then.

@@ -23,6 +23,11 @@ function fnv1a(text: string, seed: number): number {
   return h;
 }
 
+/** The local provider's "tokens" of a text: its words, as embedLexical counts them. */
+export function lexicalTokens(text: string): number {
+  return text.toLowerCase().match(WORD)?.length ?? 0;
+}
+
 export function embedLexical(text: string, dimensions: number): { vector: Float32Array; tokens: number } {
   const v = new Float32Array(dimensions);
   const words = text.toLowerCase().match(WORD) ?? [];

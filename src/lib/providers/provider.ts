@@ -42,3 +42,12 @@ export const DEFAULT_PRICES_PER_MILLION: Record<string, number> = {
   "text-embedding-3-large": 0.13,
   "text-embedding-ada-002": 0.1,
 };
+
+/**
+ * Price per 1M tokens through the OpenAI Batch API (requests answered within 24 h): half the list
+ * price for every embedding model on OpenAI's pricing page.
+ */
+export const BATCH_PRICE_FACTOR = 0.5;
+export const DEFAULT_BATCH_PRICES_PER_MILLION: Record<string, number> = Object.fromEntries(
+  Object.entries(DEFAULT_PRICES_PER_MILLION).map(([model, price]) => [model, price * BATCH_PRICE_FACTOR]),
+);

@@ -54,6 +54,9 @@ export interface RateGovernor {
 
 const MINUTE_MS = 60_000;
 
+/** The share of every limit the governor leaves unused unless told otherwise (see `headroom`). */
+export const DEFAULT_HEADROOM = 0.05;
+
 interface Bucket {
   /** 0 = limit unknown: only pauses apply. */
   ratePerMs: number;
@@ -155,7 +158,7 @@ interface Waiter {
 export function createRateGovernor(options: RateGovernorOptions = {}): RateGovernor {
   const now = options.now ?? Date.now;
   const sleep = options.sleep ?? defaultSleep;
-  const usable = 1 - Math.min(0.5, Math.max(0, options.headroom ?? 0.05));
+  const usable = 1 - Math.min(0.5, Math.max(0, options.headroom ?? DEFAULT_HEADROOM));
   const requests = newBucket(options.requestsPerMinute, usable, now());
   const tokens = newBucket(options.tokensPerMinute, usable, now());
   const queue: Waiter[] = [];
