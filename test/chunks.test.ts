@@ -508,8 +508,15 @@ describe("chunked targets in every runner", () => {
     let provider = poisoned.provider;
     const app = createTestApp(db, {
       env: { EMBEDDINGS_ADMIN_TOKEN: TOKEN },
-      providerFor: () => provider,
+      // Other tests' targets share this database: the crons fan out to them too, with their own provider.
+      providerFor: (t, real) => (t.name === "rec_runners" ? provider : real()),
     });
+    const mine = <R extends { fnId: string; event: { data: unknown } }>(runs: R[]) =>
+      runs.filter(
+        (r) =>
+          !["embeddings-sweep-target", "embeddings-recovery-target"].includes(r.fnId) ||
+          (r.event.data as { target?: string }).target === "rec_runners",
+      );
     await registerRecordings(app.store, { name: "rec_runners", table: "rec_runners" });
     // Written after registration: the triggers queue them for the sweep.
     for (const [i, paragraphs] of docs.entries()) {
@@ -578,7 +585,7 @@ describe("chunked targets in every runner", () => {
     const healed = recording(8);
     provider = healed.provider;
     await app.harness.invokeCron("embeddings-recovery");
-    const runs = await app.harness.runUntilIdle({ maxCalls: 5000 });
+    const runs = mine(await app.harness.runUntilIdle({ maxCalls: 5000 }));
     expect(runs.filter((r) => r.status !== "completed")).toEqual([]);
     expect(runs.find((r) => r.fnId === "embeddings-recovery-target")?.output).toMatchObject({ requeued: 1 });
     expect(healed.inputs.length).toBeGreaterThan(0);
