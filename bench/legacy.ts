@@ -39,10 +39,13 @@ export function legacyFormatVector(vector: ArrayLike<number>): string {
   return `${out}]`;
 }
 
-/** The store with its write() as before issue 6 (same call, old formatting). */
+/**
+ * The store with its write() as before issue 6 (same call, old formatting). The old function has no
+ * `busy` list (rows a user's open transaction holds, retried by the pipeline since): none, then.
+ */
 export class LegacyStore extends EmbeddingStore {
-  override write(target: string, worker: string, items: readonly WriteItem[]): Promise<WriteResult> {
-    return this.api.call<WriteResult>("embedding_write", {
+  override async write(target: string, worker: string, items: readonly WriteItem[]): Promise<WriteResult> {
+    const r = await this.api.call<Omit<WriteResult, "busy"> & { busy?: string[] }>("embedding_write", {
       p_target: target,
       p_worker: worker,
       p_ids: items.map((i) => i.id),
@@ -51,5 +54,6 @@ export class LegacyStore extends EmbeddingStore {
       p_tokens: items.map((i) => i.tokens ?? null),
       p_truncated: items.map((i) => (i.truncated ? "true" : "false")),
     });
+    return { ...r, busy: r.busy ?? [] };
   }
 }

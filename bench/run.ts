@@ -3,6 +3,8 @@ import { cpus, loadavg, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { CHUNK_DIMENSIONS, CHUNK_TABLE, createTranscriptTable } from "./chunk-data.js";
+import { printChunkTables } from "./chunk-table.js";
 import { createBenchTable, TABLE } from "./data.js";
 import { installLegacySql } from "./legacy.js";
 import { BENCH_SETTINGS, type BenchPg, startBenchPg } from "./pg.js";
@@ -106,10 +108,8 @@ async function waitForNoSessions(adminUrl: string, dbName: string): Promise<void
 }
 
 /** Every row embedded with 384 floats, nothing failed, nothing left leased. */
-async function verify(
-  url: string,
-  scenario: Scenario,
-): Promise<{ embedded: number; badDims: number; failedItems: number }> {
+async function verify(url: string, scenario: Scenario): Promise<Measured["check"]> {
+  if (isChunkGroup(scenario)) return verifyChunks(url);
   return withClient(url, async (c) => {
     const src = await c.query<{ embedded: number; bad: number }>(
       `SELECT count(*) FILTER (WHERE embedding IS NOT NULL)::int AS embedded,
@@ -127,6 +127,41 @@ async function verify(
   });
 }
 
+/**
+ * Chunk mode: `embedded` counts documents whose chunks are in the chunk table with their item
+ * `completed`; every stored chunk has 1536 floats; no working chunk is left behind (a swap deletes
+ * its document's rows of embedding_chunks).
+ */
+async function verifyChunks(url: string): Promise<Measured["check"]> {
+  return withClient(url, async (c) => {
+    const r = await c.query<{ embedded: number; bad: number; failed: number; left: number; stored: number }>(
+      `SELECT (SELECT count(*)::int FROM public.embedding_items i WHERE i.status = 'completed'
+                 AND EXISTS (SELECT 1 FROM public.${CHUNK_TABLE} k WHERE k.document_id::text = i.row_id)) AS embedded,
+              (SELECT count(*)::int FROM public.${CHUNK_TABLE} WHERE cardinality(embedding) <> ${CHUNK_DIMENSIONS}) AS bad,
+              (SELECT count(*)::int FROM public.embedding_items WHERE status <> 'completed') AS failed,
+              (SELECT count(*)::int FROM public.embedding_chunks) AS left,
+              (SELECT count(*)::int FROM public.${CHUNK_TABLE}) AS stored`,
+    );
+    const row = r.rows[0]!;
+    return {
+      embedded: row.embedded,
+      badDims: row.bad,
+      failedItems: row.failed + row.left,
+      stored: row.stored,
+    };
+  });
+}
+
+const isChunkGroup = (s: Scenario) => s.group === "chunks" || s.group === "chunk-timeout";
+
+/** The scenario's source table: transcripts for chunk mode (short ones for the timeout), else bench_docs. */
+async function loadTable(c: pg.Client, scenario: Scenario): Promise<void> {
+  if (scenario.group === "chunks") return createTranscriptTable(c, scenario.rows);
+  // The timeout scenario's chunk sets are recorded directly (bench/chunk-timeout.ts): short documents do.
+  if (scenario.group === "chunk-timeout") return createTranscriptTable(c, scenario.rows, () => 3);
+  return createBenchTable(c, scenario.rows);
+}
+
 async function runScenario(
   pgServer: BenchPg,
   fake: FakeServer,
@@ -138,7 +173,7 @@ async function runScenario(
   try {
     const loadStarted = performance.now();
     await withClient(url, async (c) => {
-      await createBenchTable(c, scenario.rows);
+      await loadTable(c, scenario);
       if (scenario.legacy) await installLegacySql(c);
     });
     const loadMs = performance.now() - loadStarted;
@@ -148,8 +183,9 @@ async function runScenario(
       tokensPerMinute: scenario.tpm ?? null,
       burstMs: scenario.burstMs ?? 60_000,
     });
-    // Generous: the slowest scenario (seeds' way at 1M rows is not run) takes a few minutes.
-    const timeoutMs = 120_000 + scenario.rows * 2;
+    // Generous: the slowest scenario (seeds' way at 1M rows is not run) takes a few minutes; the
+    // chunk scenarios count documents, not rows, and the timeout one builds ~200k chunk rows.
+    const timeoutMs = isChunkGroup(scenario) ? 1_200_000 : 120_000 + scenario.rows * 2;
     const pgCpuBefore = await pgServer.cpuSeconds();
     const load = loadavg()[0]!;
     const waits = await sampleWaits(pgServer.adminUrl, dbName);
@@ -166,6 +202,9 @@ async function runScenario(
         harnessConcurrency: scenario.harnessConcurrency,
         ceilingChunk: scenario.ceilingChunk,
         legacy: scenario.legacy,
+        pieceSizes: scenario.pieceSizes,
+        stopAfterMs: scenario.stopAfterMs,
+        adaptive: scenario.adaptive,
       },
       timeoutMs,
     ).finally(() => waits.stop());
@@ -223,6 +262,10 @@ async function main(): Promise<void> {
       const m = await runScenario(pgServer, fake, scenario, i);
       measured.push(m);
       const s = summarise(m, measured);
+      if (m.check.stored !== undefined)
+        log(
+          `bench: ${scenario.id}: ${m.check.stored} chunks, ${((m.check.stored * 1000) / m.result.elapsedMs).toFixed(0)} chunks/s`,
+        );
       log(
         `bench: ${scenario.id}: ${s.rowsPerSec.toFixed(0)} rows/s in ${(m.result.elapsedMs / 1000).toFixed(1)} s, ` +
           `embedded ${m.check.embedded}/${scenario.rows}, peak rss ${m.result.peakRssMb.toFixed(0)} MB`,
@@ -232,7 +275,9 @@ async function main(): Promise<void> {
     await cleanup();
   }
 
-  const table = printTable(measured);
+  const table = [printTable(measured.filter((m) => !isChunkGroup(m.scenario))), printChunkTables(measured)]
+    .filter((t) => t.length > 0)
+    .join("\n\n");
   process.stdout.write(`${table}\n`);
   const results = {
     command,

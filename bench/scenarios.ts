@@ -11,12 +11,22 @@ import type { WorkerMode } from "./worker.js";
  *   - baselines on the same rows: the raw database ceiling at every size, the seeds' way at 10k
  *     (100k with --large: ~2 minutes on its own), and "before": this pipeline as it was before
  *     issue 6, for before/after numbers from one run;
- *   - the Inngest path at 10,000 rows.
+ *   - the Inngest path at 10,000 rows;
+ *   - chunk mode: 200 transcripts of 150-600 turns at 1536 dimensions (default chunking), and the
+ *     size of one swap statement (chunk rows) at which a statement timeout starts.
  * --large adds 1,000,000 rows (ceiling and the pipeline at its best setting) and the 100k baselines;
  * --quick runs a small subset for a ~1 minute smoke test.
  */
 
-export type Group = "ceiling" | "seeds" | "before" | "e2e" | "limited" | "inngest";
+export type Group =
+  | "ceiling"
+  | "seeds"
+  | "before"
+  | "e2e"
+  | "limited"
+  | "inngest"
+  | "chunks"
+  | "chunk-timeout";
 
 export interface Scenario {
   id: string;
@@ -34,6 +44,12 @@ export interface Scenario {
   ceilingChunk?: number;
   /** Run the pre-issue-6 claim/write SQL and vector formatting (bench/legacy.ts). */
   legacy?: boolean;
+  /** chunk-timeout: chunk rows per swap statement, in order (bench/chunk-timeout.ts). */
+  pieceSizes?: number[];
+  /** chunk-timeout: the largest statement_timeout of interest; sizes stop once one exceeds it. */
+  stopAfterMs?: number;
+  /** chunk-timeout: then the pipeline at batch 2,048 under a 1 s statement_timeout. */
+  adaptive?: boolean;
 }
 
 /** Token-packed: one request carries the whole batch, up to OpenAI's 2,048 inputs / 300k tokens. */
@@ -128,6 +144,40 @@ function inngest(rows: number, batchSize: number, parallelism: number, harnessCo
   };
 }
 
+/** Chunk mode on `docs` transcripts of 150-600 turns (bench/chunk-data.ts); `rows` are documents. */
+function chunks(docs: number, batchSize: number, parallelism: number): Scenario {
+  return {
+    id: `chunks-${docs}docs-b${batchSize}-p${parallelism}`,
+    group: "chunks",
+    mode: "chunks",
+    rows: docs,
+    batchSize,
+    parallelism,
+    latencyMs: 0,
+  };
+}
+
+/**
+ * One swap statement of N chunk rows, N doubling from 25 up to `largest` or past 8 s; then, with
+ * `adaptive`, the pipeline at batch 2,048 under a 1 s statement_timeout.
+ */
+function chunkTimeout(largest: number, adaptive: boolean): Scenario {
+  const pieceSizes: number[] = [];
+  for (let n = 25; n <= largest; n *= 2) pieceSizes.push(n);
+  return {
+    id: `chunk-timeout-${k(largest)}`,
+    group: "chunk-timeout",
+    mode: "chunk-timeout",
+    rows: pieceSizes.length,
+    batchSize: largest,
+    parallelism: 1,
+    latencyMs: 0,
+    pieceSizes,
+    stopAfterMs: 8000,
+    adaptive,
+  };
+}
+
 export function scenarios(options: { large: boolean; quick: boolean }): Scenario[] {
   if (options.quick) {
     return [
@@ -138,6 +188,8 @@ export function scenarios(options: { large: boolean; quick: boolean }): Scenario
       e2e(10_000, PACKED, 2),
       limited(5_000, 100, 3),
       inngest(5_000, 100, 2, 1),
+      chunks(20, 100, 4),
+      chunkTimeout(1600, false),
     ];
   }
   const list: Scenario[] = [
@@ -153,6 +205,9 @@ export function scenarios(options: { large: boolean; quick: boolean }): Scenario
   // tokens per row), except for the token-packed batch, which is the point of that scenario.
   list.push(limited(20_000, 20, 8), limited(20_000, 100, 3), limited(20_000, PACKED, 2));
   list.push(inngest(10_000, 100, 4, 1));
+  // The CLI's defaults (batch 20, parallelism 2), then the settings that were fastest for rows.
+  list.push(chunks(200, 20, 2), chunks(200, 100, 4), chunks(200, PACKED, 2));
+  list.push(chunkTimeout(102_400, true));
   if (options.large) {
     list.push(seeds(100_000), before(100_000, PACKED, 2), ceiling(1_000_000), e2e(1_000_000, PACKED, 2));
   }

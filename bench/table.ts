@@ -9,7 +9,8 @@ export interface Measured {
   result: WorkerResult;
   /** What the fake provider saw during the scenario. */
   provider: FakeOpenAIStats;
-  check: { embedded: number; badDims: number; failedItems: number };
+  /** For chunk mode: documents embedded, stored chunks of the wrong size, and the chunk table's rows. */
+  check: { embedded: number; badDims: number; failedItems: number; stored?: number };
   loadMs: number;
   /**
    * CPU seconds during the run: the worker process, the PostgreSQL server (all its processes) and
@@ -91,16 +92,20 @@ const GROUP_TITLE: Record<Scenario["group"], string> = {
   e2e: "pipeline, 0 ms provider",
   limited: "pipeline, 300 ms, 3k RPM / 1M TPM",
   inngest: "Inngest path (executor harness)",
+  chunks: "chunk mode, 0 ms provider",
+  "chunk-timeout": "chunk swap, one INSERT of N rows",
 };
 
 function pad(cells: string[], widths: number[]): string {
   return `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ")} |`;
 }
 
-const fmt = (n: number | null, digits = 0) => (n === null || !Number.isFinite(n) ? "" : n.toFixed(digits));
+export const fmt = (n: number | null, digits = 0) =>
+  n === null || !Number.isFinite(n) ? "" : n.toFixed(digits);
 const rowsLabel = (n: number) => (n >= 1_000_000 ? `${n / 1_000_000}M` : `${n / 1000}k`);
 
 export function printTable(measured: readonly Measured[]): string {
+  if (measured.length === 0) return "";
   const header = [
     "what",
     "rows",
@@ -147,6 +152,11 @@ export function printTable(measured: readonly Measured[]): string {
       notes,
     ];
   });
+  return markdownTable(header, body);
+}
+
+/** A markdown table, the first two columns left-aligned, the others right-aligned. */
+export function markdownTable(header: string[], body: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i]!.length)));
   const sep = `|${widths.map((w, i) => (i < 2 ? `:${"-".repeat(w + 1)}` : `${"-".repeat(w + 1)}:`)).join("|")}|`;
   return [pad(header, widths), sep, ...body.map((r) => pad(r, widths))].join("\n");

@@ -1,14 +1,14 @@
 import pg from "pg";
-import { loadConfig } from "../src/lib/config.js";
 import { runTarget } from "../src/lib/core/runner.js";
-import { createPostgresApi, type PostgresApi } from "../src/lib/db/postgres.js";
+import { createPostgresApi } from "../src/lib/db/postgres.js";
 import { EmbeddingStore } from "../src/lib/db/store.js";
-import type { ApiArg } from "../src/lib/db/types.js";
 import { providerForTarget } from "../src/lib/providers/index.js";
-import type { EmbeddingProvider } from "../src/lib/providers/provider.js";
 import { fakeVector } from "../test/support/fake-openai.js";
+import { runChunkTimeout, type TimeoutResult } from "./chunk-timeout.js";
+import { type ChunkResult, runChunks } from "./chunk-worker.js";
 import { copyIn, encodeIdVectorRows } from "./copy.js";
 import { DIMENSIONS, MODEL, TABLE, TARGET } from "./data.js";
+import { API_KEY, benchConfig, memorySampler, timedApi, timedProvider } from "./instruments.js";
 import { LegacyStore } from "./legacy.js";
 
 /**
@@ -17,7 +17,7 @@ import { LegacyStore } from "./legacy.js";
  * WorkerResult back over IPC.
  */
 
-export type WorkerMode = "pipeline" | "seeds" | "ceiling" | "inngest";
+export type WorkerMode = "pipeline" | "seeds" | "ceiling" | "inngest" | "chunks" | "chunk-timeout";
 
 export interface WorkerTask {
   mode: WorkerMode;
@@ -34,6 +34,12 @@ export interface WorkerTask {
   ceilingChunk?: number;
   /** pipeline: write with the pre-issue-6 formatting (the SQL is swapped by bench/run.ts). */
   legacy?: boolean;
+  /** chunk-timeout: chunk rows per swap statement to time, in order (bench/chunk-timeout.ts). */
+  pieceSizes?: number[];
+  /** chunk-timeout: stop growing the piece once one statement took longer than this. */
+  stopAfterMs?: number;
+  /** chunk-timeout: then the pipeline at batch 2,048 as a role with a 1 s statement_timeout. */
+  adaptive?: boolean;
 }
 
 export interface TimedCalls {
@@ -59,96 +65,8 @@ export interface WorkerResult {
   provider: TimedCalls;
   inngest?: { calls: number; totalMs: number; steps: number; runs: number; overheadMsPerCall: number };
   ceiling?: { copyMs: number; updateMs: number; chunks: number };
-}
-
-const API_KEY = "sk-bench-not-a-real-key";
-
-function rssMb(): number {
-  return process.memoryUsage().rss / (1024 * 1024);
-}
-
-/** Samples rss every 50 ms: a cheap call (reads /proc), so it does not disturb the run. */
-function memorySampler(rows: number) {
-  const start = rssMb();
-  const cpuStart = process.cpuUsage();
-  let peak = start;
-  let done = 0;
-  const byProgress: [number, number][] = [];
-  let nextMark = 0.1;
-  const timer = setInterval(() => {
-    const now = rssMb();
-    if (now > peak) peak = now;
-  }, 50);
-  timer.unref();
-  return {
-    start,
-    progress(n: number) {
-      done += n;
-      while (rows > 0 && done / rows >= nextMark - 1e-9 && nextMark <= 1.0001) {
-        byProgress.push([Number(nextMark.toFixed(1)), Math.round(rssMb())]);
-        nextMark += 0.1;
-      }
-    },
-    stop() {
-      clearInterval(timer);
-      peak = Math.max(peak, rssMb());
-      const cpu = process.cpuUsage(cpuStart);
-      return { peak, byProgress, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
-    },
-  };
-}
-
-/** The SQL API with a stopwatch per function: where the database time goes. */
-function timedApi(api: PostgresApi, into: Record<string, TimedCalls>): PostgresApi {
-  return {
-    ...api,
-    kind: api.kind,
-    pool: api.pool,
-    async call<T = unknown>(fn: string, args: Record<string, ApiArg | undefined>): Promise<T> {
-      const t0 = performance.now();
-      try {
-        return await api.call<T>(fn, args);
-      } finally {
-        into[fn] ??= { calls: 0, ms: 0 };
-        const entry = into[fn];
-        entry.calls++;
-        entry.ms += performance.now() - t0;
-      }
-    },
-    exec: (sql) => api.exec(sql),
-    query: (sql, params) => api.query(sql, params),
-    close: () => api.close(),
-  };
-}
-
-function timedProvider(inner: EmbeddingProvider, into: TimedCalls): EmbeddingProvider {
-  return {
-    name: inner.name,
-    model: inner.model,
-    dimensions: inner.dimensions,
-    async embed(texts, options) {
-      const t0 = performance.now();
-      try {
-        return await inner.embed(texts, options);
-      } finally {
-        into.calls++;
-        into.ms += performance.now() - t0;
-      }
-    },
-  };
-}
-
-function benchConfig(task: WorkerTask) {
-  return loadConfig({
-    OPENAI_API_KEY: API_KEY,
-    OPENAI_BASE_URL: task.fakeUrl,
-    EMBEDDINGS_RPM: task.rpm === undefined ? undefined : String(task.rpm),
-    EMBEDDINGS_TPM: task.tpm === undefined ? undefined : String(task.tpm),
-    DATABASE_URL: task.dbUrl,
-    DATABASE_POOL_SIZE: String(task.parallelism + 2),
-    INNGEST_DEV: "1",
-    LOG_LEVEL: "silent",
-  });
+  chunks?: ChunkResult;
+  timeout?: TimeoutResult;
 }
 
 async function registerTarget(store: EmbeddingStore) {
@@ -428,6 +346,8 @@ const RUNNERS: Record<WorkerMode, (task: WorkerTask) => Promise<WorkerResult>> =
   seeds: runSeeds,
   ceiling: runCeiling,
   inngest: runInngest,
+  chunks: runChunks,
+  "chunk-timeout": runChunkTimeout,
 };
 
 const task = JSON.parse(process.argv[2] ?? "{}") as WorkerTask;
