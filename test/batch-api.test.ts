@@ -333,6 +333,12 @@ describe("the Batch API route", () => {
       options: { via: "batch" },
     });
     expect(await embedded("ba_inngest")).toBe(400);
+    // The coordinator recorded what it expected: status shows estimate against actual.
+    const [est] = await db.query<{ rows: number }>(
+      "SELECT (estimate ->> 'rows')::int AS rows FROM embedding_jobs WHERE id = $1",
+      [jobId],
+    );
+    expect(est!.rows).toBe(400);
   });
 
   it("from the CLI: run --via batch, status shows each remote batch, and a local target is refused (exit 3)", async () => {

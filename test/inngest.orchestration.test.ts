@@ -56,6 +56,7 @@ describe("embeddings-backfill orchestration", () => {
           handler: () => ({ jobId, status: "pending", created: true, seeded: false }),
         },
         { id: "preflight", handler: () => ({ status: "ok" }) },
+        { id: "estimate", handler: () => ({ rows: 7000, tokens: 70000 }) },
         { id: "seed-0", handler: () => ({ last: "5000", done: false, queued: 5000, stopped: null }) },
         { id: "seed-1", handler: () => ({ last: "7000", done: true, queued: 2000, stopped: null }) },
         {

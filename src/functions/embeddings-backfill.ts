@@ -1,6 +1,7 @@
 import { NonRetriableError } from "inngest";
 import { assertBatchable } from "../lib/core/remote-batch.js";
 import { forWork } from "../lib/logger.js";
+import { estimateTarget, jobEstimate } from "../lib/ops/estimate.js";
 import { preflight } from "../lib/ops/preflight.js";
 import { type InngestClient, jobIdForEvent, laneEventId } from "./client.js";
 import { type FunctionDeps, limitsOf } from "./deps.js";
@@ -120,6 +121,32 @@ export function embeddingsBackfill(inngest: InngestClient, deps: FunctionDeps) {
       );
       if (check.status === "cancelled")
         return { jobId, status: "cancelled", note: "cancelled before seeding" };
+
+      // What the job is expected to embed and cost, kept on it so status shows estimate against
+      // actual. Seeding does not change which rows qualify. Never a reason to fail the backfill.
+      if (job.created) {
+        await step.run("estimate", async () => {
+          const ctx = await deps.context();
+          try {
+            const e = await estimateTarget(ctx.store, {
+              target: data.target,
+              reembed: data.reembed ?? false,
+              batchSize,
+              prices: deps.config.EMBEDDINGS_PRICES,
+              requestsPerMinute: deps.config.EMBEDDINGS_RPM,
+              tokensPerMinute: deps.config.EMBEDDINGS_TPM,
+            });
+            await ctx.store.setJobEstimate(jobId, jobEstimate(e));
+            return { rows: e.rows, tokens: e.tokens };
+          } catch (err) {
+            log()?.warn(
+              { err: err instanceof Error ? err.message : String(err) },
+              "no estimate for this backfill",
+            );
+            return { rows: null, tokens: null };
+          }
+        });
+      }
 
       let seeded = 0;
       if (!job.seeded) {
