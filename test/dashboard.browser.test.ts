@@ -163,4 +163,30 @@ describe("dashboard", () => {
     });
     await page.close();
   });
+
+  it.skipIf(!hasChromium)(
+    "shows a Batch API backfill's remote batches with their state, counts and age",
+    async () => {
+      const { store } = testContext(db, testConfig());
+      await createDocuments(db, { table: "dash_remote", rows: 30 });
+      await registerDocuments(store, { name: "dash_remote", table: "dash_remote" });
+      const job = await store.createJob("dash_remote", "backfill", null, { via: "batch" });
+      await store.startJob(job.id);
+      const rec = await store.remote.open(job.id, 0);
+      await store.remote.update(rec.id, { items: 30, state: "uploaded", inputFileId: "file-abc" });
+      await store.remote.update(rec.id, {
+        state: "submitted",
+        batchId: "batch_dash1",
+        remoteStatus: "in_progress",
+      });
+      await store.remote.update(rec.id, { completed: 12, failed: 1 });
+      const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
+      await page.goto(`${base}/?token=${TOKEN}`);
+      const row = page.locator(`article[data-target="dash_remote"] tr[data-remote="${rec.id}"]`);
+      await row.waitFor();
+      const cells = await row.locator("td").allTextContents();
+      expect(cells.slice(0, 5)).toEqual(["batch_dash1", "in_progress", "30", "12", "1"]);
+      await page.close();
+    },
+  );
 });
