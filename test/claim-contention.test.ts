@@ -9,7 +9,7 @@ import { createRecordings, registerRecordings, transcript } from "./support/tran
 
 /**
  * The SQL API waits at most 50 ms for a lock (lock_timeout), so it never queues behind a user's
- * transaction. The service's own workers must never trip that on each other: `embedding_run` with
+ * transaction. The service's own workers must never trip that on each other: `embeddings run` with
  * --parallelism 4 --batch-size 500 on a loaded machine failed with "embedding_claim: canceling
  * statement due to lock timeout", because every claim with a job began with the job row's heartbeat
  * UPDATE and so held that row for the whole claim: concurrent claims (and progress updates) of the
