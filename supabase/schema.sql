@@ -498,13 +498,13 @@ BEGIN
     RAISE EXCEPTION 'worker id is required' USING ERRCODE = '22023';
   END IF;
   IF p_job IS NOT NULL THEN
-    UPDATE public.embedding_jobs SET heartbeat_at = now() WHERE id = p_job AND status = 'running'
-    RETURNING status INTO v_job_status;
-    IF v_job_status IS NULL THEN
-      SELECT status INTO v_job_status FROM public.embedding_jobs WHERE id = p_job;
-      IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown job %', p_job USING ERRCODE = 'P0002';
-      END IF;
+    -- The job's status, read without a lock: every worker of the job claims at once, and the job
+    -- row is only beaten at the end (embedding_job_beat), so no claim waits for another's.
+    SELECT status INTO v_job_status FROM public.embedding_jobs WHERE id = p_job;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'unknown job %', p_job USING ERRCODE = 'P0002';
+    END IF;
+    IF v_job_status <> 'running' THEN
       RETURN jsonb_build_object('chunks', '[]'::jsonb, 'docs', '[]'::jsonb, 'ready', '[]'::jsonb, 'expired', 0,
         'deleted', 0, 'skipped', 0, 'empty', 0, 'jobStatus', v_job_status);
     END IF;
@@ -667,6 +667,7 @@ BEGIN
     END IF;
   END IF;
 
+  PERFORM public.embedding_job_beat(p_job);
   RETURN jsonb_build_object('chunks', v_chunks, 'docs', v_docs, 'ready', v_ready, 'expired', v_expired,
     'deleted', cardinality(v_gone), 'skipped', cardinality(v_unchanged),
     'empty', cardinality(v_blank), 'invalid', v_invalid + jsonb_array_length(v_failed), 'jobStatus', v_job_status);
@@ -1170,13 +1171,13 @@ BEGIN
     RAISE EXCEPTION 'worker id is required' USING ERRCODE = '22023';
   END IF;
   IF p_job IS NOT NULL THEN
-    UPDATE public.embedding_jobs SET heartbeat_at = now() WHERE id = p_job AND status = 'running'
-    RETURNING status INTO v_job_status;
-    IF v_job_status IS NULL THEN
-      SELECT status INTO v_job_status FROM public.embedding_jobs WHERE id = p_job;
-      IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown job %', p_job USING ERRCODE = 'P0002';
-      END IF;
+    -- The job's status, read without a lock: every worker of the job claims at once, and the job
+    -- row is only beaten at the end (embedding_job_beat), so no claim waits for another's.
+    SELECT status INTO v_job_status FROM public.embedding_jobs WHERE id = p_job;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'unknown job %', p_job USING ERRCODE = 'P0002';
+    END IF;
+    IF v_job_status <> 'running' THEN
       RETURN jsonb_build_object('items', '[]'::jsonb, 'expired', 0, 'deleted', 0, 'skipped', 0, 'empty', 0,
         'jobStatus', v_job_status);
     END IF;
@@ -1232,6 +1233,7 @@ BEGIN
     INTO v_ids, v_old_hashes, v_old_models, v_invalid FROM upd;
 
   IF cardinality(v_ids) = 0 THEN
+    PERFORM public.embedding_job_beat(p_job);
     RETURN jsonb_build_object('items', '[]'::jsonb, 'expired', v_expired, 'deleted', 0, 'skipped', 0, 'empty', v_invalid,
       'jobStatus', v_job_status);
   END IF;
@@ -1273,6 +1275,7 @@ BEGIN
      WHERE i.target_id = t.id AND i.row_id = f ->> 'id' AND i.status = 'processing' AND i.worker_id = p_worker;
   END IF;
 
+  PERFORM public.embedding_job_beat(p_job);
   RETURN jsonb_build_object('items', v_read -> 'items', 'expired', v_expired, 'deleted', cardinality(v_gone),
     'skipped', cardinality(v_unchanged), 'empty', cardinality(v_blank) + jsonb_array_length(v_failed) + v_invalid,
     'jobStatus', v_job_status);
@@ -1717,6 +1720,19 @@ BEGIN
   EXECUTE format('CREATE TRIGGER %I AFTER UPDATE OF %I ON %s FOR EACH ROW WHEN (OLD.%I IS DISTINCT FROM NEW.%I) EXECUTE FUNCTION public.%I(%L, %L)',
     'embedding_' || t.name || '_rekey', t.id_column, p_rel, t.id_column, t.id_column, v_delete, t.id, t.id_column);
 END $function$;
+
+-- embedding_job_beat(uuid); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_job_beat(p_job uuid)
+ RETURNS void
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  UPDATE public.embedding_jobs SET heartbeat_at = now()
+   WHERE id = (SELECT id FROM public.embedding_jobs
+                WHERE id = p_job AND status = 'running'
+                  AND coalesce(heartbeat_at, '-infinity') < now() - interval '5 seconds'
+                  FOR NO KEY UPDATE SKIP LOCKED)
+$function$;
 
 -- embedding_job_cancel(uuid,text); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_job_cancel(p_job uuid, p_reason text DEFAULT NULL::text)

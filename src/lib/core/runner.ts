@@ -145,6 +145,10 @@ function withRetries<T>(
     retries: options.retries ?? 6,
     minTimeout: 500,
     maxTimeout: 30_000,
+    // Jitter (x1..x2): workers that failed together on one cause (a lock, a restart) must not retry
+    // in step. Without it, workers that failed together retried within 10 ms of each other at every
+    // backoff and met the same contention each time.
+    randomize: true,
     signal: options.signal,
     // A malformed response is retried once, then it is a configuration problem.
     shouldRetry: ({ error, attemptNumber }) => isRetryable(error, { attempt: attemptNumber - 1 }),
