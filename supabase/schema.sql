@@ -61,6 +61,7 @@ ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_error_kind_che
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_pkey PRIMARY KEY (target_id, row_id);
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_status_check CHECK (status = ANY (ARRAY['pending'::text, 'processing'::text, 'chunked'::text, 'completed'::text, 'failed'::text, 'dead_letter'::text, 'parked'::text]));
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_target_id_fkey FOREIGN KEY (target_id) REFERENCES embedding_targets(id) ON DELETE CASCADE;
+CREATE INDEX embedding_items_content_idx ON public.embedding_items USING btree (target_id, content_hash) WHERE (status = 'completed'::text);
 CREATE INDEX embedding_items_due_idx ON public.embedding_items USING btree (target_id, priority DESC, next_retry_at) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text]));
 CREATE INDEX embedding_items_embedded_idx ON public.embedding_items USING btree (target_id, embedded_at) INCLUDE (tokens) WHERE (tokens IS NOT NULL);
 CREATE INDEX embedding_items_job_idx ON public.embedding_items USING btree (job_id) WHERE ((job_id IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'failed'::text, 'chunked'::text])));
@@ -1163,6 +1164,7 @@ DECLARE
   v_blank text[];
   v_failed jsonb;
   v_job_status text;
+  v_reuse jsonb;
 BEGIN
   IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
     RAISE EXCEPTION 'claim size % is out of range', p_limit USING ERRCODE = '22023', HINT = 'use a batch size of 1..10000';
@@ -1275,9 +1277,15 @@ BEGIN
      WHERE i.target_id = t.id AND i.row_id = f ->> 'id' AND i.status = 'processing' AND i.worker_id = p_worker;
   END IF;
 
+  -- Content another row of the target already has, embedded by the same model: its vector is
+  -- copied, no provider call.
+  v_reuse := public.embedding_reuse_claimed(t, v_rel, p_worker, v_read -> 'items');
+
   PERFORM public.embedding_job_beat(p_job);
-  RETURN jsonb_build_object('items', v_read -> 'items', 'expired', v_expired, 'deleted', cardinality(v_gone),
-    'skipped', cardinality(v_unchanged), 'empty', cardinality(v_blank) + jsonb_array_length(v_failed) + v_invalid,
+  RETURN jsonb_build_object('items', v_reuse -> 'items', 'expired', v_expired, 'deleted', cardinality(v_gone),
+    'skipped', cardinality(v_unchanged) + (v_reuse ->> 'reused')::integer,
+    'reused', (v_reuse ->> 'reused')::integer,
+    'empty', cardinality(v_blank) + jsonb_array_length(v_failed) + v_invalid,
     'jobStatus', v_job_status);
 END $function$;
 
@@ -3207,6 +3215,75 @@ BEGIN
   $q$, v_rel, t.id_column, t.id_type, t.embedding_column)
   INTO v_n USING t.id, p_limit;
   RETURN jsonb_build_object('requeued', v_n);
+END $function$;
+
+-- embedding_reuse_claimed(embedding_targets,regclass,text,jsonb); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_reuse_claimed(t embedding_targets, p_rel regclass, p_worker text, p_items jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+  v_ids text[];
+  v_donors text[];
+  v_hashes text[];
+  v_done text[];
+BEGIN
+  IF t.chunk_table IS NOT NULL OR p_items IS NULL OR jsonb_array_length(p_items) = 0 THEN
+    RETURN jsonb_build_object('items', coalesce(p_items, '[]'::jsonb), 'reused', 0);
+  END IF;
+  SELECT array_agg(x.id), array_agg(d.row_id), array_agg(x.hash)
+    INTO v_ids, v_donors, v_hashes
+    FROM jsonb_to_recordset(p_items) AS x(id text, hash text)
+    CROSS JOIN LATERAL (
+      SELECT i.row_id FROM public.embedding_items i
+       WHERE i.target_id = t.id AND i.status = 'completed' AND i.content_hash = x.hash
+         AND i.model = t.model AND i.row_id <> x.id
+       LIMIT 1) AS d;
+  IF v_ids IS NULL THEN
+    RETURN jsonb_build_object('items', p_items, 'reused', 0);
+  END IF;
+  -- Names prefixed as in embedding_write: the user's table may have columns called id or hash.
+  EXECUTE format($q$
+    WITH c AS (
+      SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+        AS c("__embedding_sync_id", "__embedding_sync_donor", "__embedding_sync_hash")
+    ), donor AS (
+      SELECT c."__embedding_sync_id", c."__embedding_sync_hash", d."__embedding_sync_vec"
+        FROM c JOIN (
+          SELECT s.%1$I::text AS "__embedding_sync_key", md5((%3$s)::text) AS "__embedding_sync_now",
+                 s.%2$I AS "__embedding_sync_vec"
+            FROM %4$s AS s WHERE s.%1$I = ANY ($2::%5$s[]) AND s.%2$I IS NOT NULL
+        ) AS d ON d."__embedding_sync_key" = c."__embedding_sync_donor"
+               AND d."__embedding_sync_now" = c."__embedding_sync_hash"
+    ), lockable AS (
+      SELECT s.%1$I FROM %4$s AS s WHERE s.%1$I = ANY ($1::%5$s[]) ORDER BY s.%1$I FOR UPDATE OF s SKIP LOCKED
+    ), w AS (
+      UPDATE %4$s AS s SET %2$I = u."__embedding_sync_vec"
+        FROM donor AS u
+       WHERE s.%1$I = u."__embedding_sync_id"::%5$s
+         AND s.%1$I IN (SELECT * FROM lockable)
+         AND md5((%3$s)::text) = u."__embedding_sync_hash"
+      RETURNING s.%1$I::text AS row_id
+    )
+    SELECT coalesce(array_agg(row_id), '{}') FROM w
+  $q$, t.id_column, t.embedding_column, t.content_sql, p_rel, t.id_type)
+  INTO v_done USING v_ids, v_donors, v_hashes;
+  IF cardinality(v_done) = 0 THEN
+    RETURN jsonb_build_object('items', p_items, 'reused', 0);
+  END IF;
+  UPDATE public.embedding_items i
+     SET status = 'completed', content_hash = x.hash, model = t.model, tokens = 0, truncated = false,
+         attempts = 0, locked_until = NULL, worker_id = NULL, last_error = NULL, error_kind = NULL,
+         embedded_at = now(), updated_at = now()
+    FROM jsonb_to_recordset(p_items) AS x(id text, hash text)
+   WHERE i.target_id = t.id AND i.row_id = x.id AND x.id = ANY (v_done)
+     AND i.status = 'processing' AND i.worker_id = p_worker;
+  RETURN jsonb_build_object(
+    'items', (SELECT coalesce(jsonb_agg(e), '[]'::jsonb) FROM jsonb_array_elements(p_items) AS e
+               WHERE NOT (e ->> 'id') = ANY (v_done)),
+    'reused', cardinality(v_done));
 END $function$;
 
 -- embedding_schema_version(); grants: postgres=X/postgres service_role=X/postgres

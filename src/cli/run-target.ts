@@ -174,7 +174,7 @@ export function summaryLine(s: RunSummary & { estimate?: Record<string, unknown>
         `  remote batch #${b.seq} ${b.batchId ?? "(not submitted)"} ${b.remoteStatus ?? b.state}: ${b.items} rows, written ${b.written}, failed ${b.errored}, returned ${b.returned}`,
     ),
     `job ${s.job.id} ${s.job.status}`,
-    `  embedded ${s.job.itemsProcessed} rows, failed ${s.job.itemsFailed}, unchanged ${s.job.itemsSkipped}, tokens ${s.job.tokens}`,
+    `  embedded ${s.job.itemsProcessed} rows, failed ${s.job.itemsFailed}, unchanged ${s.job.itemsSkipped}, tokens ${s.job.tokens}${s.reused ? `; ${s.reused} rows shared another row's content and its vector (no provider call of their own)` : ""}`,
     `  ${secs.toFixed(1)} s, ${rate.toFixed(0)} rows/s${s.waiting ? "; some rows wait for a retry backoff (the sweep or the next run picks them up)" : ""}`,
     ...estimated,
   ].join("\n");

@@ -101,6 +101,8 @@ export interface ClaimResult {
   deleted: number;
   /** Unchanged content already embedded with the same model: completed without a provider call. */
   skipped: number;
+  /** Of `skipped`: content another row of the target has, its vector copied (no provider call). */
+  reused?: number;
   /** Empty content: dead-lettered, nothing to embed. */
   empty: number;
   /** With a job: its status. Nothing is claimed unless it is running. */

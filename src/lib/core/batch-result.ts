@@ -55,6 +55,11 @@ export interface BatchResult {
   size: number;
   /** Chunked targets: chunks cut, chunks that kept a vector they had, chunks embedded now. */
   chunks?: { planned: number; reused: number; embedded: number };
+  /**
+   * Rows whose content was embedded once for several: copied from another row of the target that
+   * already had it (in SQL, at the claim), or a repeat of another row's text in this batch.
+   */
+  reused?: number;
 }
 
 export const NOTHING: BatchResult = {

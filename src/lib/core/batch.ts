@@ -63,22 +63,33 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
   let requests = 0;
   let truncated = 0;
   let split = false;
+  let repeats = 0;
 
   if (claim.items.length > 0) {
     try {
       options.signal?.throwIfAborted();
-      const result = await provider.embed(
-        claim.items.map((i) => i.content),
-        { signal: options.signal },
-      );
-      tokens = result.tokens;
-      requests = result.requests;
-      if (result.outcomes.length !== claim.items.length) {
+      // Identical texts in one batch go to the provider once; every row with that text gets its vector.
+      const slot = new Map<string, number>();
+      const texts: string[] = [];
+      const slots = claim.items.map((item) => {
+        let n = slot.get(item.hash);
+        if (n === undefined) {
+          n = texts.push(item.content) - 1;
+          slot.set(item.hash, n);
+        }
+        return n;
+      });
+      repeats = claim.items.length - texts.length;
+      const embedded = await provider.embed(texts, { signal: options.signal });
+      tokens = embedded.tokens;
+      requests = embedded.requests;
+      if (embedded.outcomes.length !== texts.length) {
         throw new TargetConfigError(
-          `provider ${provider.name} returned ${result.outcomes.length} results for ${claim.items.length} inputs`,
+          `provider ${provider.name} returned ${embedded.outcomes.length} results for ${texts.length} inputs`,
           "this is a provider bug; check the provider's base URL points at an OpenAI-compatible embeddings API",
         );
       }
+      const result = { ...embedded, outcomes: slots.map((n) => embedded.outcomes[n]!) };
       if (result.oversized) {
         split = true;
         await learnTooLarge(
@@ -161,6 +172,7 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
       requests,
       truncated,
       size,
+      reused: (claim.reused ?? 0) + repeats,
     },
     { processed, failed: failed + claim.empty, skipped: claim.skipped + claim.deleted },
   );

@@ -90,6 +90,8 @@ export interface RunSummary {
   remoteBatches?: RemoteBatchRecord[];
   /** Interrupted with remote batches still running: the same command resumes them. */
   resumable?: boolean;
+  /** Rows whose content was embedded once for several rows: no provider call of their own. */
+  reused?: number;
 }
 
 export function workerId(jobId: string, n: number): string {
@@ -264,6 +266,8 @@ async function runJob(
 
   let failure: unknown = null;
   let waiting = false;
+  // Rows whose content was embedded once for several (copied in SQL, or repeated in a batch).
+  let reused = 0;
   const worker = async (n: number) => {
     const id = workerId(job.id, n);
     for (;;) {
@@ -288,6 +292,7 @@ async function runJob(
         return;
       }
       if (batch.job) job = batch.job;
+      reused += batch.reused ?? 0;
       options.onProgress?.({ job, batch, elapsedMs: Date.now() - started });
       if (batch.touched > 0) continue;
       if (batch.complete) return;
@@ -317,5 +322,5 @@ async function runJob(
     throw Object.assign(failure as object, { job });
   }
   job = await store.finishJob(job.id, "completed");
-  return { job, seeded, elapsedMs: Date.now() - started, cancelled: false, waiting, remoteBatches };
+  return { job, seeded, elapsedMs: Date.now() - started, cancelled: false, waiting, remoteBatches, reused };
 }
