@@ -62,15 +62,21 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
   let tokens = 0;
   let requests = 0;
   let truncated = 0;
+  let deadLettered = claim.empty;
+  let retried = 0;
+  let latencyMs: number | undefined;
   let split = false;
+  const clock = deps.clock ?? (() => performance.now());
 
   if (claim.items.length > 0) {
     try {
       options.signal?.throwIfAborted();
+      const began = clock();
       const result = await provider.embed(
         claim.items.map((i) => i.content),
         { signal: options.signal },
       );
+      latencyMs = clock() - began;
       tokens = result.tokens;
       requests = result.requests;
       if (result.outcomes.length !== claim.items.length) {
@@ -132,10 +138,14 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
       if (alone.length > 0) {
         const f = await store.fail(target.name, workerId, alone, false);
         failed += f.deadLettered + f.failed;
+        deadLettered += f.deadLettered;
+        retried += f.failed;
       }
       if (rejected.length > 0) {
         const f = await store.fail(target.name, workerId, rejected, true);
         failed += f.deadLettered + f.failed;
+        deadLettered += f.deadLettered;
+        retried += f.failed;
       }
     } catch (err) {
       // Give every lease we still hold back (rows already written are no longer ours, so this only
@@ -161,8 +171,15 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
       requests,
       truncated,
       size,
+      ...(latencyMs === undefined ? {} : { latencyMs }),
     },
-    { processed, failed: failed + claim.empty, skipped: claim.skipped + claim.deleted },
+    {
+      processed,
+      failed: failed + claim.empty,
+      skipped: claim.skipped + claim.deleted,
+      deadLettered,
+      retried,
+    },
   );
 }
 
