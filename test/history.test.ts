@@ -230,10 +230,18 @@ describe("round trips per batch", () => {
       "embedding_write",
       "increment_embedding_job_progress",
     ]);
+    // Without a job, a full batch had no call at its end: it now has the history's (the one added).
+    await db.exec("UPDATE public.hist_rt SET body = body || ' and again' WHERE id <= 5");
+    await processBatch({ store, provider }, { target: t, workerId: "w", batchSize: 5 });
+    expect(calls.splice(0)).toEqual([
+      "embedding_claim",
+      "embedding_write",
+      "increment_embedding_job_progress",
+    ]);
     // Nothing due: nothing to record, the summary is asked as before.
     await processBatch({ store, provider }, { target: t, workerId: "w", batchSize: 20 });
     expect(calls.splice(0)).toEqual(["embedding_claim", "embedding_pending_summary"]);
-    expect((await sums(t.name)).embedded).toBe(33);
+    expect((await sums(t.name)).embedded).toBe(38);
   });
 });
 

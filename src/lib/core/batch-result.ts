@@ -139,6 +139,8 @@ export async function claimAdaptive<T>(
  * and whether anything is left. A full claim means more work is likely due: the summary is not
  * asked and the next claim finds out. A short claim asks for it inside the same call. A batch
  * without a job records its history the same way (job_id NULL); one that did nothing records none.
+ * The one call this adds: a full batch without a job (a sweep, rows.changed or recovery working
+ * through a backlog, POST /batch without a jobId) had no end-of-batch call, and now has this one.
  */
 export async function finishBatch(
   deps: PipelineDeps,
