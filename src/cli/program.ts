@@ -4,6 +4,7 @@ import { registerCancel } from "./commands/cancel.js";
 import { registerDemo } from "./commands/demo.js";
 import { registerDoctor } from "./commands/doctor.js";
 import { registerEstimate } from "./commands/estimate.js";
+import { registerHistory } from "./commands/history.js";
 import { registerRetry } from "./commands/retry.js";
 import { registerRun } from "./commands/run.js";
 import { registerStatus } from "./commands/status.js";
@@ -41,6 +42,7 @@ ${EXIT_CODES}`,
   registerTargets(program, cli);
   registerRun(program, cli);
   registerStatus(program, cli);
+  registerHistory(program, cli);
   registerDemo(program, cli);
   registerEstimate(program, cli);
   registerBackfill(program, cli);

@@ -19,7 +19,8 @@ export function formatDuration(seconds: number | null): string {
 
 const usd = (n: number | null) => (n === null ? "-" : `$${n < 0.01 && n > 0 ? n.toFixed(6) : n.toFixed(2)}`);
 
-export function formatSnapshot(s: StatusSnapshot): string {
+/** `lastHour`: per target, the watch's throughput sparkline (rows embedded per step, last hour). */
+export function formatSnapshot(s: StatusSnapshot, extra: { lastHour?: Record<string, string> } = {}): string {
   if (s.targets.length === 0) {
     return "No targets registered. Add one with: embeddings targets add <name> --table ... (see --help)";
   }
@@ -51,6 +52,8 @@ export function formatSnapshot(s: StatusSnapshot): string {
     lines.push(
       `  speed     ${t.rate.perMinute} rows/min over ${t.rate.windowMinutes} min  ETA ${t.remaining === 0 ? "done" : formatDuration(t.etaSeconds)}  remaining ${t.remaining}`,
     );
+    const spark = extra.lastHour?.[t.target];
+    if (spark !== undefined) lines.push(`  last hour ${spark}`);
     lines.push(
       `  cost      ${t.tokens} tokens  ~${usd(t.estimatedCostUsd)}  to finish ~${usd(t.estimatedRemainingCostUsd)}`,
     );

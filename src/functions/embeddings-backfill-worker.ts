@@ -87,6 +87,7 @@ export function embeddingsBackfillWorker(inngest: InngestClient, deps: FunctionD
 
       let processed = 0;
       let failed = 0;
+      let unrecorded = 0;
       for (let n = 0; n < maxBatches; n++) {
         const r = await batchStep(step, deps, `process-batch-${n}`, {
           target,
@@ -94,6 +95,7 @@ export function embeddingsBackfillWorker(inngest: InngestClient, deps: FunctionD
           batchSize,
           jobId,
           attempt,
+          rateLimited: unrecorded,
         });
         if (r.stopped) return { jobId, lane, generation, processed, failed, stopped: r.stopped };
         if (r.claimed > 0) {
@@ -103,9 +105,11 @@ export function embeddingsBackfillWorker(inngest: InngestClient, deps: FunctionD
           );
         }
         if (r.rateLimitedMs !== null) {
+          unrecorded++;
           await step.sleep(`rate-limit-${n}`, r.rateLimitedMs);
           continue;
         }
+        unrecorded = 0;
         processed += r.processed;
         failed += r.failed;
         if (r.complete) {

@@ -41,6 +41,8 @@ export function batchStep(
     attempt: number;
     jobId?: string;
     ids?: readonly string[];
+    /** 429s of the steps before this one since the last that recorded a batch (history only). */
+    rateLimited?: number;
   },
 ): Promise<BatchStepResult> {
   return step.run(id, () =>
@@ -58,6 +60,7 @@ export function batchStep(
             jobId: options.jobId,
             ids: options.ids,
             leaseSeconds: deps.config.EMBEDDINGS_LEASE_SECONDS,
+            rateLimited: options.rateLimited,
           },
         );
         const waitMs = b.nextRetryAt
@@ -118,6 +121,7 @@ export async function runDueBatches(
   let failed = 0;
   let batches = 0;
   let rateLimited = 0;
+  let unrecorded = 0;
   // Every attempt, rate-limited or not, spends budget: a 429 storm ends the run early (the rows stay
   // due for the next one) instead of growing it past Inngest's step limit.
   for (let n = 0, k = 0; n < options.maxBatches; n++) {
@@ -129,13 +133,16 @@ export async function runDueBatches(
       batchSize: options.batchSize,
       attempt: options.attempt,
       ids: only,
+      rateLimited: unrecorded,
     });
     batches++;
     if (r.rateLimitedMs !== null) {
       rateLimited++;
+      unrecorded++;
       await step.sleep(`${options.prefix}-rate-limit-${n}`, r.rateLimitedMs);
       continue;
     }
+    unrecorded = 0;
     k += options.batchSize;
     processed += r.processed;
     failed += r.failed;

@@ -14,6 +14,7 @@ import { registerActionRoutes } from "./routes/actions.js";
 import { registerBatchRoute } from "./routes/batch.js";
 import { routeContext } from "./routes/context.js";
 import { registerHealthRoute } from "./routes/health.js";
+import { registerHistoryRoute } from "./routes/history.js";
 import { registerStatusRoutes } from "./routes/status.js";
 
 /**
@@ -66,6 +67,7 @@ export function buildApp(
   const auth = adminAuth(deps.config.EMBEDDINGS_ADMIN_TOKEN);
   for (const path of OPS_PATHS) app.use(path, auth);
   registerStatusRoutes(app, routes);
+  registerHistoryRoute(app, routes);
   registerBatchRoute(app, routes);
   registerActionRoutes(app, routes);
 

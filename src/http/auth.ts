@@ -7,7 +7,15 @@ import type { MiddlewareHandler } from "hono";
  * timing. With no token configured the routes answer 503 and say what to set: never open by default.
  */
 
-export const OPS_PATHS = ["/status", "/dead-letters", "/metrics", "/batch", "/retry", "/cancel"] as const;
+export const OPS_PATHS = [
+  "/status",
+  "/history",
+  "/dead-letters",
+  "/metrics",
+  "/batch",
+  "/retry",
+  "/cancel",
+] as const;
 
 const digest = (s: string) => createHash("sha256").update(s, "utf8").digest();
 

@@ -61,6 +61,8 @@ export const configSchema = z.object({
   EMBEDDINGS_ALERT_DEBOUNCE_SECONDS: int(0, 86_400).default(900),
   EMBEDDINGS_ALERT_INTERVAL_SECONDS: int(10, 3600).default(60),
   EMBEDDINGS_RATE_WINDOW_MINUTES: int(1, 10_080).default(15),
+  // Per-minute history buckets older than this are pruned (a week of minutes is ~10k rows a target).
+  EMBEDDINGS_HISTORY_DAYS: int(1, 366).default(7),
   // The Batch API route: first wait between polls (doubling to 10 minutes).
   EMBEDDINGS_BATCH_POLL_SECONDS: z.coerce.number().min(0.001).max(3600).default(30),
   EMBEDDINGS_HEALTH_THRESHOLDS: z

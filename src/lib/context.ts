@@ -31,7 +31,7 @@ export async function openContext(config: Config, options: { migrate?: boolean }
     config,
     api: db.api,
     admin: db.admin,
-    store: new EmbeddingStore(db.api),
+    store: new EmbeddingStore(db.api, { historyDays: config.EMBEDDINGS_HISTORY_DAYS }),
     describe: db.describe,
     close: () => db.api.close(),
   };

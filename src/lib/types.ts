@@ -283,6 +283,46 @@ export interface EnqueueResult {
   stopped?: JobStatus | "unknown";
 }
 
+/** What one batch adds to a job's counters and to its target's per-minute history. */
+export interface ProgressCounts {
+  failed?: number;
+  skipped?: number;
+  tokens?: number;
+  requests?: number;
+  /** Of the failed rows: dead-lettered (no attempt left, a permanent rejection, empty content). */
+  deadLettered?: number;
+  /** Of the failed rows: scheduled for another attempt after a backoff. */
+  retried?: number;
+  /** Provider 429s met since the runner's last recorded batch (a rate-limited batch records nothing itself). */
+  rateLimited?: number;
+  /** Provider latency: the sum of `latencyCount` embed calls' durations. */
+  latencyMs?: number;
+  latencyCount?: number;
+}
+
+/** One step of a target's history (embedding_history): sums over the minutes in [start, start + step). */
+export interface HistoryBucket {
+  start: string;
+  embedded: number;
+  failed: number;
+  deadLettered: number;
+  retried: number;
+  tokens: number;
+  requests: number;
+  rateLimited: number;
+  latencyMsSum: number;
+  latencyCount: number;
+  latencyMsAvg: number | null;
+}
+
+export interface TargetHistory {
+  target: string;
+  since: string;
+  stepMinutes: number;
+  /** Only steps with activity, oldest first. */
+  buckets: HistoryBucket[];
+}
+
 export interface PendingSummary {
   dueNow: boolean;
   nextRetryAt: string | null;

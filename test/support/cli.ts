@@ -125,6 +125,8 @@ export async function runCliInProcess(
     context: (config: Config) => AppContext;
     env?: Record<string, string | undefined>;
     providerFor?: (target: Target, config: Config) => EmbeddingProvider;
+    /** Ctrl-C for the verb (`status --watch` waits for one); by default it never comes. */
+    onInterrupt?: CliIO["onInterrupt"];
   },
 ): Promise<InProcessResult> {
   const out: string[] = [];
@@ -140,7 +142,7 @@ export async function runCliInProcess(
     interactive: false,
     openContext: async (config) => options.context(config),
     providerFor: options.providerFor ?? providerForTarget,
-    onInterrupt: () => () => undefined,
+    onInterrupt: options.onInterrupt ?? (() => () => undefined),
   };
   // A verb that returns without exiting ends the process with 0, as the binary does.
   let code = 0;

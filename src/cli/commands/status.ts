@@ -1,7 +1,12 @@
 import type { Command } from "commander";
 import { readStatus } from "../../lib/ops/status.js";
 import type { Cli } from "../io.js";
+import { series, sparkline } from "../sparkline.js";
 import { formatSnapshot } from "../status-format.js";
+
+/** The watch's sparkline: the last hour in 2-minute steps (30 blocks). */
+const SPARK_STEP_MINUTES = 2;
+const SPARK_SLOTS = 30;
 
 /** `status [target]`: what /status answers, for a terminal or a script. */
 export function registerStatus(program: Command, cli: Cli): void {
@@ -23,8 +28,23 @@ export function registerStatus(program: Command, cli: Cli): void {
                 windowMinutes: ctx.config.EMBEDDINGS_RATE_WINDOW_MINUTES,
               },
             );
-            if (o.watch && !o.json) cli.io.stdout("\x1b[2J\x1b[H");
-            cli.print(o.json, s, () => formatSnapshot(s));
+            const lastHour: Record<string, string> = {};
+            if (o.watch && !o.json) {
+              const now = new Date();
+              const since = new Date(now.getTime() - SPARK_SLOTS * SPARK_STEP_MINUTES * 60_000);
+              await Promise.all(
+                s.targets.map(async (t) => {
+                  // A target whose history cannot be read just has no sparkline; status says why.
+                  const h = await ctx.store.history(t.target, since, SPARK_STEP_MINUTES).catch(() => null);
+                  if (!h) return;
+                  const values = series(h.buckets, now, SPARK_SLOTS, SPARK_STEP_MINUTES);
+                  const peak = Math.max(...values) / SPARK_STEP_MINUTES;
+                  lastHour[t.target] = `${sparkline(values)}  peak ${Math.round(peak)} rows/min`;
+                }),
+              );
+              cli.io.stdout("\x1b[2J\x1b[H");
+            }
+            cli.print(o.json, s, () => formatSnapshot(s, { lastHour }));
           };
           await once();
           if (!o.watch) return;

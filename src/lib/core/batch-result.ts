@@ -2,7 +2,7 @@ import type { EmbeddingStore } from "../db/store.js";
 import { TargetConfigError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { EmbeddingProvider } from "../providers/provider.js";
-import type { Job, JobStatus, Target } from "../types.js";
+import type { Job, JobStatus, PendingSummary, Target } from "../types.js";
 import { isTooLarge, learnTooLarge } from "./adaptive.js";
 
 /** What one batch needs, whichever runner drives it (Inngest, the CLI, the HTTP batch endpoint). */
@@ -11,6 +11,8 @@ export interface PipelineDeps {
   provider: EmbeddingProvider;
   /** Batch-size changes are logged here (counts and ids only). */
   logger?: Logger;
+  /** Milliseconds for provider latency (default performance.now). */
+  clock?: () => number;
 }
 
 export interface BatchOptions {
@@ -22,6 +24,11 @@ export interface BatchOptions {
   /** Only these rows (the dead-letter recovery processes exactly the rows it queued again). */
   ids?: readonly string[];
   signal?: AbortSignal;
+  /**
+   * Provider 429s the runner met since its last batch that got this far: a rate-limited batch ends
+   * before its progress call, so the next one records them in the history.
+   */
+  rateLimited?: number;
 }
 
 export interface BatchResult {
@@ -60,6 +67,10 @@ export interface BatchResult {
    * already had it (in SQL, at the claim), or a repeat of another row's text in this batch.
    */
   reused?: number;
+  /** 429s recorded with this batch (the ones met before it: BatchOptions.rateLimited). */
+  rateLimited?: number;
+  /** How long the provider's embed call took (absent when no call was made). */
+  latencyMs?: number;
 }
 
 export const NOTHING: BatchResult = {
@@ -129,9 +140,12 @@ export async function claimAdaptive<T>(
 }
 
 /**
- * The end of every batch: the job's counters (one atomic call), then whether anything is left. A
- * full claim means more work is likely due: the summary round trip is skipped and the next claim
- * finds out. Only a short claim asks whether anything is left.
+ * The end of every batch: the job's counters and the target's history bucket (one atomic call),
+ * and whether anything is left. A full claim means more work is likely due: the summary is not
+ * asked and the next claim finds out. A short claim asks for it inside the same call. A batch
+ * without a job records its history the same way (job_id NULL); one that did nothing records none.
+ * The one call this adds: a full batch without a job (a sweep, rows.changed or recovery working
+ * through a backlog, POST /batch without a jobId) had no end-of-batch call, and now has this one.
  */
 export async function finishBatch(
   deps: PipelineDeps,
@@ -141,6 +155,8 @@ export async function finishBatch(
     processed: number;
     failed: number;
     skipped: number;
+    deadLettered: number;
+    retried: number;
     chunksPlanned?: number;
     chunksEmbedded?: number;
   },
@@ -148,24 +164,49 @@ export async function finishBatch(
   let total = -1;
   let remaining = -1;
   let job: Job | undefined;
+  const short = result.touched < result.size;
+  const counts = {
+    failed: progress.failed,
+    tokens: result.tokens,
+    requests: result.requests,
+    deadLettered: progress.deadLettered,
+    retried: progress.retried,
+    rateLimited: options.rateLimited,
+    latencyMs: result.latencyMs,
+    latencyCount: result.latencyMs === undefined ? 0 : 1,
+    pendingSummary: short,
+  };
+  let pending: PendingSummary | undefined;
   if (options.jobId) {
-    job = await deps.store.incrementProgress(options.jobId, progress.processed, {
-      failed: progress.failed,
+    const { pending: p, ...j } = await deps.store.incrementProgress(options.jobId, progress.processed, {
+      ...counts,
       skipped: progress.skipped,
-      tokens: result.tokens,
-      requests: result.requests,
       chunksPlanned: progress.chunksPlanned,
       chunksEmbedded: progress.chunksEmbedded,
     });
+    job = j;
+    pending = p;
     total = job.itemsTotal;
     remaining = Math.max(job.itemsTotal - job.itemsProcessed - job.itemsFailed - job.itemsSkipped, 0);
+  } else if (
+    progress.processed + progress.failed + result.tokens + result.requests + (options.rateLimited ?? 0) > 0 ||
+    result.latencyMs !== undefined
+  ) {
+    pending = (await deps.store.recordHistory(options.target.name, progress.processed, counts)).pending;
   }
-  const summary =
-    result.touched >= result.size
-      ? { dueNow: true, inFlight: true, nextRetryAt: null }
-      : await deps.store.pendingSummary(options.target.name);
+  const summary = !short
+    ? { dueNow: true, inFlight: true, nextRetryAt: null }
+    : (pending ?? (await deps.store.pendingSummary(options.target.name)));
   const waiting = summary.nextRetryAt !== null;
   const complete = !summary.dueNow && !summary.inFlight && !waiting;
   if (complete) remaining = 0;
-  return { ...result, total, remaining, complete, nextRetryAt: summary.nextRetryAt, job };
+  return {
+    ...result,
+    total,
+    remaining,
+    complete,
+    nextRetryAt: summary.nextRetryAt,
+    job,
+    ...(options.rateLimited ? { rateLimited: options.rateLimited } : {}),
+  };
 }

@@ -62,8 +62,12 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
   let tokens = 0;
   let requests = 0;
   let truncated = 0;
+  let deadLettered = claim.empty;
+  let retried = 0;
+  let latencyMs: number | undefined;
   let split = false;
   let repeats = 0;
+  const clock = deps.clock ?? (() => performance.now());
 
   if (claim.items.length > 0) {
     try {
@@ -80,7 +84,9 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
         return n;
       });
       repeats = claim.items.length - texts.length;
+      const began = clock();
       const embedded = await provider.embed(texts, { signal: options.signal });
+      latencyMs = clock() - began;
       tokens = embedded.tokens;
       requests = embedded.requests;
       if (embedded.outcomes.length !== texts.length) {
@@ -143,10 +149,14 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
       if (alone.length > 0) {
         const f = await store.fail(target.name, workerId, alone, false);
         failed += f.deadLettered + f.failed;
+        deadLettered += f.deadLettered;
+        retried += f.failed;
       }
       if (rejected.length > 0) {
         const f = await store.fail(target.name, workerId, rejected, true);
         failed += f.deadLettered + f.failed;
+        deadLettered += f.deadLettered;
+        retried += f.failed;
       }
     } catch (err) {
       // Give every lease we still hold back (rows already written are no longer ours, so this only
@@ -173,8 +183,15 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
       truncated,
       size,
       reused: (claim.reused ?? 0) + repeats,
+      ...(latencyMs === undefined ? {} : { latencyMs }),
     },
-    { processed, failed: failed + claim.empty, skipped: claim.skipped + claim.deleted },
+    {
+      processed,
+      failed: failed + claim.empty,
+      skipped: claim.skipped + claim.deleted,
+      deadLettered,
+      retried,
+    },
   );
 }
 

@@ -95,7 +95,9 @@ export async function processChunkBatch(deps: PipelineDeps, options: BatchOption
   let truncated = 0;
   let requeued = 0;
   let failedDocs = 0;
+  let latencyMs: number | undefined;
   let split = false;
+  const clock = deps.clock ?? (() => performance.now());
 
   try {
     if (claim.docs.length > 0) {
@@ -130,10 +132,12 @@ export async function processChunkBatch(deps: PipelineDeps, options: BatchOption
 
     if (chunks.length > 0) {
       options.signal?.throwIfAborted();
+      const began = clock();
       const result = await provider.embed(
         chunks.map((c) => c.content),
         { signal: options.signal },
       );
+      latencyMs = clock() - began;
       tokens = result.tokens;
       requests = result.requests;
       if (result.outcomes.length !== chunks.length) {
@@ -235,11 +239,15 @@ export async function processChunkBatch(deps: PipelineDeps, options: BatchOption
       truncated,
       size,
       chunks: { planned, reused, embedded },
+      ...(latencyMs === undefined ? {} : { latencyMs }),
     },
     {
       processed: swap.result.completed.length,
       failed: failedDocs + claim.invalid,
       skipped: skipped + claim.deleted,
+      // Documents fail only by dead-lettering (a chunk rejected, content that cannot be cut).
+      deadLettered: failedDocs + claim.invalid,
+      retried: 0,
       chunksPlanned: planned,
       chunksEmbedded: embedded + reused,
     },

@@ -152,7 +152,7 @@ export async function openGroup(
     if (claim.items.length + claim.skipped + claim.deleted + claim.empty < want) break;
   }
   if (skipped + empty > 0) {
-    await store.incrementProgress(jobId, 0, { skipped, failed: empty });
+    await store.incrementProgress(jobId, 0, { skipped, failed: empty, deadLettered: empty });
   }
   if (lines.length === 0) {
     rec = await store.remote.update(rec.id, { state: "done", items: 0 });
@@ -249,10 +249,16 @@ export async function collectGroup(
         alone.push({ id: item.id, error: `writing this row alone still failed: ${errorMessage(err)}` });
       },
     );
-    if (alone.length > 0) await store.fail(target.name, worker, alone, false);
+    const f = alone.length > 0 ? await store.fail(target.name, worker, alone, false) : null;
     written += w;
     tokensWritten += t;
-    await store.incrementProgress(rec.jobId, w, { tokens: t, requests: part.length, failed: alone.length });
+    await store.incrementProgress(rec.jobId, w, {
+      tokens: t,
+      requests: part.length,
+      failed: alone.length,
+      deadLettered: f?.deadLettered,
+      retried: f?.failed,
+    });
     await store.remote.update(rec.id, { addWritten: w, addTokens: t, addErrored: alone.length });
   };
 
@@ -303,7 +309,8 @@ export async function collectGroup(
     for (let i = 0; i < list.length; i += 1000) {
       const f = await store.fail(target.name, worker, list.slice(i, i + 1000), isPermanent);
       errored += f.failed + f.deadLettered;
-      if (f.deadLettered > 0) await store.incrementProgress(rec.jobId, 0, { failed: f.deadLettered });
+      if (f.deadLettered > 0)
+        await store.incrementProgress(rec.jobId, 0, { failed: f.deadLettered, deadLettered: f.deadLettered });
     }
   }
   // Rows that neither line names (an expired, failed or cancelled batch): back to the normal path.

@@ -127,12 +127,17 @@ async function cancelRun(store: EmbeddingStore, target: string, jobId: string, r
  * Waits out a provider's rate limit for as long as it lasts, without spending a retry: a 429 storm
  * slows a run, it never fails it. Other errors go to the caller.
  */
-async function throughRateLimits<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+async function throughRateLimits<T>(
+  fn: () => Promise<T>,
+  signal?: AbortSignal,
+  onRateLimited?: () => void,
+): Promise<T> {
   for (;;) {
     try {
       return await fn();
     } catch (err) {
       if (!(err instanceof RateLimitedError) || signal?.aborted) throw err;
+      onRateLimited?.();
       await sleep(Math.min(Math.max(err.retryAfterMs ?? 1000, 250), 60_000), signal);
     }
   }
@@ -141,9 +146,9 @@ async function throughRateLimits<T>(fn: () => Promise<T>, signal?: AbortSignal):
 /** Retries a call that failed for a transient reason (deadlock, lock timeout, lost connection). */
 function withRetries<T>(
   fn: () => Promise<T>,
-  options: { retries?: number; signal?: AbortSignal },
+  options: { retries?: number; signal?: AbortSignal; onRateLimited?: () => void },
 ): Promise<T> {
-  return pRetry(() => throughRateLimits(fn, options.signal), {
+  return pRetry(() => throughRateLimits(fn, options.signal, options.onRateLimited), {
     retries: options.retries ?? 6,
     minTimeout: 500,
     maxTimeout: 30_000,
@@ -270,6 +275,8 @@ async function runJob(
   let reused = 0;
   const worker = async (n: number) => {
     const id = workerId(job.id, n);
+    // 429s since this worker's last recorded batch: the next batch adds them to the history.
+    let unrecorded = 0;
     for (;;) {
       if (options.signal?.aborted || failure) return;
       let batch: BatchResult;
@@ -283,9 +290,17 @@ async function runJob(
               jobId: job.id,
               leaseSeconds: options.leaseSeconds,
               signal: options.signal,
+              rateLimited: unrecorded,
             }),
-          { retries: options.retries, signal: options.signal },
+          {
+            retries: options.retries,
+            signal: options.signal,
+            onRateLimited: () => {
+              unrecorded++;
+            },
+          },
         );
+        unrecorded = 0;
       } catch (err) {
         if (options.signal?.aborted) return;
         failure ??= err;

@@ -9,6 +9,7 @@ import type {
   LaneStart,
   PendingSummary,
   PriorityInput,
+  ProgressCounts,
   QueueCounts,
   RegisteredTarget,
   RegisterTargetInput,
@@ -16,6 +17,7 @@ import type {
   Target,
   TargetActivity,
   TargetCheck,
+  TargetHistory,
   TargetRate,
   TargetStatus,
   WriteItem,
@@ -48,7 +50,11 @@ export class EmbeddingStore {
   /** The Batch API route's remote batches. */
   readonly remote: RemoteBatchStore;
 
-  constructor(readonly api: SqlApi) {
+  /** `historyDays`: how long per-minute history is kept (EMBEDDINGS_HISTORY_DAYS; the SQL default is 7). */
+  constructor(
+    readonly api: SqlApi,
+    readonly options: { historyDays?: number } = {},
+  ) {
     this.chunks = new ChunkStore(api);
     this.remote = new RemoteBatchStore(api);
   }
@@ -315,21 +321,17 @@ export class EmbeddingStore {
 
   /**
    * Records a batch's progress atomically: rows processed (the function's original two-argument
-   * contract), and optionally failed, skipped, tokens and requests. Returns the job after the update.
+   * contract), and optionally failed, skipped, tokens and requests. The same call adds the batch to
+   * the target's per-minute history (dead-lettered, retried, 429s, provider latency: ./history), and
+   * with `pendingSummary` answers whether anything is left (`pending`), saving a round trip.
+   * Returns the job after the update.
    */
-  incrementProgress(
+  async incrementProgress(
     jobId: string,
     processed: number,
-    more: {
-      failed?: number;
-      skipped?: number;
-      tokens?: number;
-      requests?: number;
-      chunksPlanned?: number;
-      chunksEmbedded?: number;
-    } = {},
-  ): Promise<Job> {
-    return this.api.call<Job>("increment_embedding_job_progress", {
+    more: ProgressCounts & { chunksPlanned?: number; chunksEmbedded?: number; pendingSummary?: boolean } = {},
+  ): Promise<Job & { pending?: PendingSummary }> {
+    return this.api.call<Job & { pending?: PendingSummary }>("increment_embedding_job_progress", {
       job_id: jobId,
       increment_count: processed,
       failed_count: more.failed,
@@ -338,6 +340,49 @@ export class EmbeddingStore {
       request_count: more.requests,
       chunks_planned: more.chunksPlanned || undefined,
       chunks_embedded: more.chunksEmbedded || undefined,
+      ...this.historyArgs(more),
+      pending_summary: more.pendingSummary || undefined,
+    });
+  }
+
+  /**
+   * A batch without a job (sweep, rows.changed, recovery, POST /batch without a jobId): only its
+   * history, through the same progress function (job_id NULL), with the pending summary folded in.
+   */
+  recordHistory(
+    target: string,
+    processed: number,
+    more: ProgressCounts & { pendingSummary?: boolean } = {},
+  ): Promise<{ target: string; pending?: PendingSummary }> {
+    return this.api.call("increment_embedding_job_progress", {
+      job_id: null,
+      increment_count: processed,
+      failed_count: more.failed,
+      token_count: more.tokens,
+      request_count: more.requests,
+      ...this.historyArgs(more),
+      history_target: target,
+      pending_summary: more.pendingSummary || undefined,
+    });
+  }
+
+  private historyArgs(more: ProgressCounts): Record<string, number | undefined> {
+    return {
+      dead_lettered_count: more.deadLettered || undefined,
+      retried_count: more.retried || undefined,
+      rate_limited_count: more.rateLimited || undefined,
+      latency_ms: more.latencyCount ? Math.round(more.latencyMs ?? 0) : undefined,
+      latency_count: more.latencyCount || undefined,
+      history_days: this.options.historyDays,
+    };
+  }
+
+  /** A target's per-minute history from `since`, summed per `stepMinutes` (only buckets with activity). */
+  history(target: string, since: Date | string | null, stepMinutes: number): Promise<TargetHistory> {
+    return this.api.call<TargetHistory>("embedding_history", {
+      p_target: target,
+      p_since: since === null ? null : typeof since === "string" ? since : since.toISOString(),
+      p_step_minutes: stepMinutes,
     });
   }
 
