@@ -1,95 +1,9 @@
 /**
  * Readers for the operator files (ops/): the Grafana dashboard's queries, the Prometheus rules file,
  * the metric names a PromQL expression reads, and the Prometheus text exposition.
- *
- * No YAML library is a direct dependency, so the rules file is kept to a subset read here exactly:
- * block mappings and block sequences indented by spaces, `#` comment lines, one-line values that are
- * either plain (read as strings) or double-quoted with JSON escapes. Anything else (flow collections,
- * block scalars, anchors, tags, single quotes, tabs, trailing comments) throws with its line number,
- * so an edit outside the subset fails the test loudly instead of being misread.
+ * The rules file is read with the `yaml` package (YAML 1.2, as Prometheus reads it).
  */
 
-export type Yaml = string | Yaml[] | { [key: string]: Yaml };
-
-interface Line {
-  n: number;
-  indent: number;
-  text: string;
-}
-
-export function readYamlSubset(source: string): Yaml {
-  const lines: Line[] = [];
-  for (const [i, raw] of source.split("\n").entries()) {
-    if (raw.includes("\t")) throw new Error(`line ${i + 1}: tab outside the YAML subset`);
-    const text = raw.trimEnd();
-    const body = text.trimStart();
-    if (body === "" || body.startsWith("#")) continue;
-    lines.push({ n: i + 1, indent: text.length - body.length, text: body });
-  }
-  let pos = 0;
-
-  const fail = (l: Line, why: string): never => {
-    throw new Error(`line ${l.n}: ${why} (outside the YAML subset this test reads)`);
-  };
-
-  function scalar(l: Line, v: string): string {
-    if (v.startsWith('"')) {
-      try {
-        const s: unknown = JSON.parse(v);
-        if (typeof s === "string") return s;
-      } catch {}
-      return fail(l, "a double-quoted value that is not one JSON string");
-    }
-    if (/^[[\]{}&*!|>'%@`,?-]/.test(v)) fail(l, `a value starting with ${v[0]}`);
-    if (v.includes(" #") || v.includes(": ")) fail(l, "a plain value containing ' #' or ': '");
-    return v;
-  }
-
-  function block(indent: number): Yaml {
-    const first = lines[pos]!;
-    return first.text.startsWith("- ") ? sequence(indent) : mapping(indent);
-  }
-
-  function sequence(indent: number): Yaml[] {
-    const out: Yaml[] = [];
-    while (pos < lines.length && lines[pos]!.indent === indent) {
-      const l = lines[pos]!;
-      if (!l.text.startsWith("- ") || l.text.startsWith("-  ")) fail(l, "a list item other than '- key'");
-      // The item is a mapping whose first key sits two columns right of the dash, like its others.
-      lines[pos] = { n: l.n, indent: indent + 2, text: l.text.slice(2) };
-      out.push(mapping(indent + 2));
-    }
-    return out;
-  }
-
-  function mapping(indent: number): { [key: string]: Yaml } {
-    const out: { [key: string]: Yaml } = {};
-    while (pos < lines.length && lines[pos]!.indent === indent) {
-      const l = lines[pos]!;
-      const m = /^([A-Za-z_][\w-]*):(?: (.*))?$/.exec(l.text);
-      if (!m) return fail(l, "a line that is not 'key: value' or 'key:'");
-      const [, key, value] = m as unknown as [string, string, string | undefined];
-      if (key in out) fail(l, `a repeated key ${key}`);
-      pos++;
-      if (value !== undefined && value.trim() !== "") {
-        out[key] = scalar(l, value.trim());
-        continue;
-      }
-      const next = lines[pos];
-      if (!next || next.indent <= indent) fail(l, `key ${key} without a value`);
-      out[key] = block(next!.indent);
-    }
-    const l = lines[pos];
-    if (l && l.indent > indent) fail(l, "unexpected indentation");
-    return out;
-  }
-
-  const doc = block(0);
-  if (pos < lines.length) fail(lines[pos]!, "text after the document");
-  return doc;
-}
-
-/** Every PromQL query of a Grafana dashboard: panel targets (rows' nested panels too) and variables. */
 export function dashboardQueries(dashboard: unknown): { where: string; expr: string }[] {
   const out: { where: string; expr: string }[] = [];
   type Panel = { title?: string; targets?: { expr?: string }[]; panels?: Panel[] };
