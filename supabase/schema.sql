@@ -3833,6 +3833,37 @@ BEGIN
     'busy', to_jsonb(v_busy), 'notLeased', v_n - cardinality(v_leased) - cardinality(v_busy));
 END $function$;
 
+-- embedding_write_counted(text,text,text[],text[],text[],integer[],boolean[],jsonb); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_write_counted(p_target text, p_worker text, p_ids text[], p_hashes text[], p_vectors text[], p_tokens integer[], p_truncated boolean[], p_progress jsonb)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET lock_timeout TO '50ms'
+AS $function$
+DECLARE
+  v_w jsonb := public.embedding_write(p_target, p_worker, p_ids, p_hashes, p_vectors, p_tokens, p_truncated);
+  v_p jsonb;
+  g jsonb := coalesce(p_progress, '{}'::jsonb);
+BEGIN
+  v_p := public.increment_embedding_job_progress(
+    job_id => (g ->> 'job_id')::uuid,
+    increment_count => coalesce((g ->> 'increment_count')::integer, 0) + (v_w ->> 'written')::integer,
+    failed_count => coalesce((g ->> 'failed_count')::integer, 0),
+    skipped_count => coalesce((g ->> 'skipped_count')::integer, 0),
+    token_count => coalesce((g ->> 'token_count')::bigint, 0),
+    request_count => coalesce((g ->> 'request_count')::integer, 0),
+    dead_lettered_count => (g ->> 'dead_lettered_count')::integer,
+    retried_count => (g ->> 'retried_count')::integer,
+    rate_limited_count => (g ->> 'rate_limited_count')::integer,
+    latency_ms => (g ->> 'latency_ms')::bigint,
+    latency_count => (g ->> 'latency_count')::integer,
+    history_target => CASE WHEN g ->> 'job_id' IS NULL THEN p_target END,
+    history_days => (g ->> 'history_days')::integer,
+    pending_summary => coalesce((g ->> 'pending_summary')::boolean, false));
+  RETURN v_w || jsonb_build_object('progress', v_p);
+END $function$;
+
 -- increment_embedding_job_progress(uuid,integer,integer,integer,bigint,integer,integer,integer,integer,integer,integer,bigint,integer,text,integer,boolean); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.increment_embedding_job_progress(job_id uuid, increment_count integer, failed_count integer DEFAULT 0, skipped_count integer DEFAULT 0, token_count bigint DEFAULT 0, request_count integer DEFAULT 0, chunks_planned integer DEFAULT 0, chunks_embedded integer DEFAULT 0, dead_lettered_count integer DEFAULT NULL::integer, retried_count integer DEFAULT NULL::integer, rate_limited_count integer DEFAULT NULL::integer, latency_ms bigint DEFAULT NULL::bigint, latency_count integer DEFAULT NULL::integer, history_target text DEFAULT NULL::text, history_days integer DEFAULT NULL::integer, pending_summary boolean DEFAULT false)
  RETURNS jsonb

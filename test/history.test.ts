@@ -193,7 +193,7 @@ describe("history written by the batches", () => {
 });
 
 describe("round trips per batch", () => {
-  it("stay what they were: the history rides on the progress call, and a short batch's summary too", async () => {
+  it("are two in the steady state: the claim, and the write that records progress, history and what is left", async () => {
     const t = await target("hist_rt", 30);
     const provider = createLocalProvider({ dimensions: 8 });
     const { api, calls } = recording(db);
@@ -202,46 +202,47 @@ describe("round trips per batch", () => {
     await db.store.enqueue(t.name, null, 1000, false, job.id);
     await db.store.startJob(job.id);
 
-    // With a job, a full claim: claim, write, progress (as before this history existed).
+    // With a job, a full claim: the claim, then the write that counts itself.
     await processBatch({ store, provider }, { target: t, workerId: "w", batchSize: 20, jobId: job.id });
-    expect(calls.splice(0)).toEqual([
-      "embedding_claim",
-      "embedding_write",
-      "increment_embedding_job_progress",
-    ]);
-    // A short claim used to ask embedding_pending_summary separately: now one call answers both.
+    expect(calls.splice(0)).toEqual(["embedding_claim", "embedding_write_counted"]);
+    // A short claim: the same call also answers whether anything is left.
     const last = await processBatch(
       { store, provider },
       { target: t, workerId: "w", batchSize: 20, jobId: job.id },
     );
-    expect(calls.splice(0)).toEqual([
-      "embedding_claim",
-      "embedding_write",
-      "increment_embedding_job_progress",
-    ]);
+    expect(calls.splice(0)).toEqual(["embedding_claim", "embedding_write_counted"]);
     expect(last.complete).toBe(true);
 
-    // Without a job, a short batch: claim, write, and the progress call in place of the summary.
+    // Without a job, a short batch: the write records the target's history and answers what is left.
     await db.exec("UPDATE public.hist_rt SET body = body || ' again' WHERE id <= 3");
     const jobless = await processBatch({ store, provider }, { target: t, workerId: "w", batchSize: 20 });
     expect(jobless).toMatchObject({ processed: 3, complete: true });
-    expect(calls.splice(0)).toEqual([
-      "embedding_claim",
-      "embedding_write",
-      "increment_embedding_job_progress",
-    ]);
-    // Without a job, a full batch had no call at its end: it now has the history's (the one added).
+    expect(calls.splice(0)).toEqual(["embedding_claim", "embedding_write_counted"]);
+    // Without a job, a full batch: the same two.
     await db.exec("UPDATE public.hist_rt SET body = body || ' and again' WHERE id <= 5");
     await processBatch({ store, provider }, { target: t, workerId: "w", batchSize: 5 });
-    expect(calls.splice(0)).toEqual([
-      "embedding_claim",
-      "embedding_write",
-      "increment_embedding_job_progress",
-    ]);
+    expect(calls.splice(0)).toEqual(["embedding_claim", "embedding_write_counted"]);
     // Nothing due: nothing to record, the summary is asked as before.
     await processBatch({ store, provider }, { target: t, workerId: "w", batchSize: 20 });
     expect(calls.splice(0)).toEqual(["embedding_claim", "embedding_pending_summary"]);
     expect((await sums(t.name)).embedded).toBe(38);
+    // A row the provider rejects is failed on its own first; then the write, and progress apart.
+    await db.exec("UPDATE public.hist_rt SET body = 'POISON ' || body WHERE id = 1");
+    await db.exec("UPDATE public.hist_rt SET body = body || ' once more' WHERE id = 2");
+    const poisoned = countingProvider(8, { poison: "POISON" });
+    const mixed = await processBatch(
+      { store, provider: poisoned.provider },
+      { target: t, workerId: "w", batchSize: 20, jobId: job.id },
+    );
+    expect(mixed).toMatchObject({ processed: 1, failed: 1, complete: true });
+    expect(calls.splice(0)).toEqual([
+      "embedding_claim",
+      "embedding_write",
+      "embedding_fail",
+      "increment_embedding_job_progress",
+    ]);
+    const after = await db.store.getJob(job.id);
+    expect(after.itemsProcessed).toBe(31);
   });
 });
 

@@ -139,6 +139,45 @@ export async function claimAdaptive<T>(
   }
 }
 
+export interface BatchProgress {
+  processed: number;
+  failed: number;
+  skipped: number;
+  deadLettered: number;
+  retried: number;
+  chunksPlanned?: number;
+  chunksEmbedded?: number;
+}
+
+/** What a batch's write already recorded with itself (store.writeCounted): its counts and answer. */
+export interface RecordedProgress {
+  counts: BatchProgress;
+  response: (Job | { target: string }) & { pending?: PendingSummary };
+}
+
+/** The counts the batch's one progress call sends (with `short`, it also asks what is left). */
+export function progressCounts(
+  options: BatchOptions,
+  result: Pick<BatchResult, "tokens" | "requests" | "latencyMs">,
+  progress: BatchProgress,
+  short: boolean,
+) {
+  return {
+    failed: progress.failed,
+    skipped: progress.skipped,
+    tokens: result.tokens,
+    requests: result.requests,
+    deadLettered: progress.deadLettered,
+    retried: progress.retried,
+    rateLimited: options.rateLimited,
+    latencyMs: result.latencyMs,
+    latencyCount: result.latencyMs === undefined ? 0 : 1,
+    chunksPlanned: progress.chunksPlanned,
+    chunksEmbedded: progress.chunksEmbedded,
+    pendingSummary: short,
+  };
+}
+
 /**
  * The end of every batch: the job's counters and the target's history bucket (one atomic call),
  * and whether anything is left. A full claim means more work is likely due: the summary is not
@@ -151,48 +190,55 @@ export async function finishBatch(
   deps: PipelineDeps,
   options: BatchOptions,
   result: Omit<BatchResult, "total" | "remaining" | "complete" | "nextRetryAt" | "job">,
-  progress: {
-    processed: number;
-    failed: number;
-    skipped: number;
-    deadLettered: number;
-    retried: number;
-    chunksPlanned?: number;
-    chunksEmbedded?: number;
-  },
+  progress: BatchProgress,
+  recorded?: RecordedProgress,
 ): Promise<BatchResult> {
   let total = -1;
   let remaining = -1;
   let job: Job | undefined;
   const short = result.touched < result.size;
-  const counts = {
-    failed: progress.failed,
-    tokens: result.tokens,
-    requests: result.requests,
-    deadLettered: progress.deadLettered,
-    retried: progress.retried,
-    rateLimited: options.rateLimited,
-    latencyMs: result.latencyMs,
-    latencyCount: result.latencyMs === undefined ? 0 : 1,
-    pendingSummary: short,
-  };
+  let processed = progress.processed;
+  let counts = progressCounts(options, result, progress, short);
+  let response: RecordedProgress["response"] | undefined;
+  if (recorded) {
+    // The write recorded the batch; only what happened after it (rows written on a retry of rows
+    // another transaction held, rows that failed alone) is still to count.
+    const r = recorded.counts;
+    processed -= r.processed;
+    counts = {
+      ...progressCounts(
+        options,
+        { tokens: 0, requests: 0 },
+        {
+          processed: 0,
+          failed: progress.failed - r.failed,
+          skipped: progress.skipped - r.skipped,
+          deadLettered: progress.deadLettered - r.deadLettered,
+          retried: progress.retried - r.retried,
+        },
+        short,
+      ),
+      rateLimited: undefined,
+    };
+    if (processed === 0 && counts.failed === 0 && counts.skipped === 0) response = recorded.response;
+  }
   let pending: PendingSummary | undefined;
-  if (options.jobId) {
-    const { pending: p, ...j } = await deps.store.incrementProgress(options.jobId, progress.processed, {
-      ...counts,
-      skipped: progress.skipped,
-      chunksPlanned: progress.chunksPlanned,
-      chunksEmbedded: progress.chunksEmbedded,
-    });
+  if (response) {
+    pending = response.pending;
+    if (options.jobId) job = stripPending(response) as Job;
+  } else if (options.jobId) {
+    const { pending: p, ...j } = await deps.store.incrementProgress(options.jobId, processed, counts);
     job = j;
     pending = p;
+  } else if (
+    processed + counts.failed + counts.tokens + counts.requests + (counts.rateLimited ?? 0) > 0 ||
+    counts.latencyMs !== undefined
+  ) {
+    pending = (await deps.store.recordHistory(options.target.name, processed, counts)).pending;
+  }
+  if (job) {
     total = job.itemsTotal;
     remaining = Math.max(job.itemsTotal - job.itemsProcessed - job.itemsFailed - job.itemsSkipped, 0);
-  } else if (
-    progress.processed + progress.failed + result.tokens + result.requests + (options.rateLimited ?? 0) > 0 ||
-    result.latencyMs !== undefined
-  ) {
-    pending = (await deps.store.recordHistory(options.target.name, progress.processed, counts)).pending;
   }
   const summary = !short
     ? { dueNow: true, inFlight: true, nextRetryAt: null }
@@ -209,4 +255,9 @@ export async function finishBatch(
     job,
     ...(options.rateLimited ? { rateLimited: options.rateLimited } : {}),
   };
+}
+
+function stripPending<T extends { pending?: unknown }>(value: T): Omit<T, "pending"> {
+  const { pending: _pending, ...rest } = value;
+  return rest;
 }

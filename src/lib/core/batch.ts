@@ -1,17 +1,20 @@
 import type { EmbeddingStore } from "../db/store.js";
 import { errorMessage, TargetConfigError } from "../errors.js";
-import type { WriteItem } from "../types.js";
+import type { WriteItem, WriteResult } from "../types.js";
 import { batchSizeFor, learnSuccess, learnTooLarge, splitOnTooLarge } from "./adaptive.js";
 import {
   assertDimensions,
   assertProviderMatches,
   type BatchOptions,
+  type BatchProgress,
   type BatchResult,
   claimAdaptive,
   DEFAULT_LEASE_SECONDS,
   finishBatch,
   NOTHING,
   type PipelineDeps,
+  progressCounts,
+  type RecordedProgress,
 } from "./batch-result.js";
 import { processChunkBatch } from "./chunk-batch.js";
 
@@ -67,6 +70,7 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
   let latencyMs: number | undefined;
   let split = false;
   let repeats = 0;
+  let recorded: RecordedProgress | undefined;
   const clock = deps.clock ?? (() => performance.now());
 
   if (claim.items.length > 0) {
@@ -125,12 +129,38 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
         });
       });
       const alone: { id: string; error: string }[] = [];
+      // The steady state (every row embedded): the write records the batch's progress with itself,
+      // so a batch is two round trips, the claim and this.
+      const carry: BatchProgress | undefined =
+        rejected.length === 0
+          ? {
+              processed: 0,
+              failed: claim.empty,
+              skipped: claim.skipped + claim.deleted,
+              deadLettered: claim.empty,
+              retried: 0,
+            }
+          : undefined;
       const outcome = await splitOnTooLarge(
         writes,
         async (part) => {
-          const w = await writeAll(store, target.name, workerId, part, options.signal);
+          const counted =
+            carry && part === writes && !recorded
+              ? {
+                  jobId: options.jobId ?? null,
+                  counts: progressCounts(
+                    options,
+                    { tokens, requests, latencyMs },
+                    carry,
+                    claim.items.length + claim.skipped + claim.deleted + claim.empty < size,
+                  ),
+                }
+              : undefined;
+          const w = await writeAll(store, target.name, workerId, part, options.signal, counted);
           processed += w.written;
           requeued += w.stale;
+          if (w.recorded)
+            recorded = { counts: { ...carry!, processed: w.firstWritten }, response: w.recorded };
         },
         async (item, err) => {
           alone.push({ id: item.id, error: `writing this row alone still failed: ${errorMessage(err)}` });
@@ -192,6 +222,7 @@ export async function processBatch(deps: PipelineDeps, options: BatchOptions): P
       deadLettered,
       retried,
     },
+    recorded,
   );
 }
 
@@ -210,8 +241,21 @@ export async function writeAll(
   workerId: string,
   writes: readonly WriteItem[],
   signal?: AbortSignal,
-): Promise<{ written: number; stale: number }> {
-  let w = await store.write(target, workerId, writes);
+  counted?: { jobId: string | null; counts: Parameters<EmbeddingStore["writeCounted"]>[4] },
+): Promise<{
+  written: number;
+  stale: number;
+  firstWritten: number;
+  recorded?: RecordedProgress["response"];
+}> {
+  let recorded: RecordedProgress["response"] | undefined;
+  let w: WriteResult;
+  if (counted) {
+    const r = await store.writeCounted(target, workerId, writes, counted.jobId, counted.counts);
+    recorded = r.progress;
+    w = r;
+  } else w = await store.write(target, workerId, writes);
+  const firstWritten = w.written;
   let written = w.written;
   let stale = w.stale;
   for (const pause of BUSY_RETRY_MS) {
@@ -226,5 +270,5 @@ export async function writeAll(
     written += w.written;
     stale += w.stale;
   }
-  return { written, stale };
+  return { written, stale, firstWritten, recorded };
 }

@@ -185,7 +185,11 @@ export class EmbeddingStore {
   }
 
   write(target: string, worker: string, items: readonly WriteItem[]): Promise<WriteResult> {
-    return this.api.call<WriteResult>("embedding_write", {
+    return this.api.call<WriteResult>("embedding_write", this.writeArgs(target, worker, items));
+  }
+
+  private writeArgs(target: string, worker: string, items: readonly WriteItem[]) {
+    return {
       p_target: target,
       p_worker: worker,
       p_ids: items.map((i) => i.id),
@@ -193,7 +197,7 @@ export class EmbeddingStore {
       p_vectors: items.map((i) => formatVector(i.vector)),
       p_tokens: items.map((i) => i.tokens ?? null),
       p_truncated: items.map((i) => (i.truncated ? "true" : "false")),
-    });
+    };
   }
 
   fail(
@@ -331,18 +335,10 @@ export class EmbeddingStore {
     processed: number,
     more: ProgressCounts & { chunksPlanned?: number; chunksEmbedded?: number; pendingSummary?: boolean } = {},
   ): Promise<Job & { pending?: PendingSummary }> {
-    return this.api.call<Job & { pending?: PendingSummary }>("increment_embedding_job_progress", {
-      job_id: jobId,
-      increment_count: processed,
-      failed_count: more.failed,
-      skipped_count: more.skipped,
-      token_count: more.tokens,
-      request_count: more.requests,
-      chunks_planned: more.chunksPlanned || undefined,
-      chunks_embedded: more.chunksEmbedded || undefined,
-      ...this.historyArgs(more),
-      pending_summary: more.pendingSummary || undefined,
-    });
+    return this.api.call<Job & { pending?: PendingSummary }>(
+      "increment_embedding_job_progress",
+      this.progressArgs(jobId, null, processed, more),
+    );
   }
 
   /**
@@ -354,16 +350,49 @@ export class EmbeddingStore {
     processed: number,
     more: ProgressCounts & { pendingSummary?: boolean } = {},
   ): Promise<{ target: string; pending?: PendingSummary }> {
-    return this.api.call("increment_embedding_job_progress", {
-      job_id: null,
+    return this.api.call(
+      "increment_embedding_job_progress",
+      this.progressArgs(null, target, processed, more),
+    );
+  }
+
+  /**
+   * Writes a batch and records its progress (the job's counters, or the target's history without a
+   * job) in one call: the steady state's second and last round trip. `processed` counts rows done
+   * before the write; the rows it writes are added in SQL.
+   */
+  writeCounted(
+    target: string,
+    worker: string,
+    items: readonly WriteItem[],
+    jobId: string | null,
+    more: ProgressCounts & { pendingSummary?: boolean } = {},
+  ): Promise<WriteResult & { progress: (Job | { target: string }) & { pending?: PendingSummary } }> {
+    return this.api.call("embedding_write_counted", {
+      ...this.writeArgs(target, worker, items),
+      p_progress: this.progressArgs(jobId, target, 0, more),
+    });
+  }
+
+  private progressArgs(
+    jobId: string | null,
+    target: string | null,
+    processed: number,
+    more: ProgressCounts & { chunksPlanned?: number; chunksEmbedded?: number; pendingSummary?: boolean },
+  ): Record<string, string | number | boolean | null | undefined> {
+    return {
+      job_id: jobId,
       increment_count: processed,
       failed_count: more.failed,
+      ...(jobId ? { skipped_count: more.skipped } : {}),
       token_count: more.tokens,
       request_count: more.requests,
+      chunks_planned: more.chunksPlanned || undefined,
+      chunks_embedded: more.chunksEmbedded || undefined,
       ...this.historyArgs(more),
-      history_target: target,
+      ...(jobId ? {} : { history_target: target }),
       pending_summary: more.pendingSummary || undefined,
-    });
+    };
   }
 
   private historyArgs(more: ProgressCounts): Record<string, number | undefined> {
