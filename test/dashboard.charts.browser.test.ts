@@ -171,6 +171,12 @@ describe("dashboard charts", () => {
         "SELECT items_processed, tokens FROM embedding_jobs WHERE id = $1",
         [job.id],
       );
+      const startedAt = await scalar<Date>(db, "SELECT started_at FROM embedding_jobs WHERE id = $1", [
+        job.id,
+      ]);
+      const marker = card.locator('svg[data-chart="throughput"] g.marker');
+      expect(iso((await marker.getAttribute("data-at"))!)).toBe(new Date(startedAt).toISOString());
+      expect(await marker.getAttribute("data-marker")).toBe("backfill started");
       const line = card.locator(`tr[data-job-history="${job.id}"]`);
       expect(await line.locator(".kind").textContent()).toBe("backfill");
       expect(await line.locator(".rows").textContent()).toBe(

@@ -38,6 +38,8 @@ export interface ChartSpec {
   format: (n: number) => string;
   /** A sentence under the chart: how the values were made, when that is not obvious. */
   note?: string;
+  /** Vertical lines at moments (a running job's start), drawn when inside the chart's span. */
+  markers?: { at: string; label: string }[];
 }
 
 /** 1, 2 or 5 times a power of ten, at least `max` (and at least 1). */
@@ -101,6 +103,14 @@ export function chart(spec: ChartSpec): HTMLElement {
         timeLabel(to, spec.stepMinutes),
       ),
     );
+  }
+  for (const m of spec.markers ?? []) {
+    const t = Date.parse(m.at);
+    if (!(t >= from && t <= to)) continue;
+    const g = svg("g", { class: "marker", "data-marker": m.label, "data-at": m.at });
+    g.appendChild(svg("line", { x1: x(t), x2: x(t), y1: PAD.top, y2: H - PAD.bottom }));
+    g.appendChild(svg("text", { class: "tick", x: x(t) - 2, y: PAD.top + 8, "text-anchor": "end" }, m.label));
+    root.appendChild(g);
   }
   spec.series.forEach((s, i) => {
     const drawn = s.points.filter((p): p is { start: string; value: number } => p.value !== null);

@@ -57,6 +57,10 @@ export function chartsSection(
       stepMinutes: range.stepMinutes,
       series: [{ name: "embedded", label: "rows embedded", points: throughput(h.range, end) }],
       format: num,
+      // The running job's rows against its start: how long it has been going, at what pace.
+      markers: t.jobs
+        .filter((j) => j.status === "running" && j.startedAt)
+        .map((j) => ({ at: j.startedAt!, label: `${j.kind} started` })),
     }),
     chart({
       name: "backlog",
