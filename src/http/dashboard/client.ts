@@ -8,11 +8,17 @@
  * with textContent, never as HTML: an error message quoting a row cannot inject markup.
  */
 import { el } from "./dom.js";
-import type { DeadLetters, Status } from "./types.js";
+import type { TargetHistories } from "./history-view.js";
+import { COST_RANGE, RANGES, type Range } from "./series.js";
+import type { DeadLetters, Status, TargetHistory } from "./types.js";
 import { targetCard } from "./views.js";
 
 const KEY = "embeddings-admin-token";
 const REFRESH_MS = 5000;
+/** Jobs per target in the job history table (GET /status?jobs=). */
+const JOBS = 20;
+/** Dead letters fetched per target: a class's retry re-queues the ones shown. */
+const DEAD_LETTERS = 500;
 let timer: ReturnType<typeof setTimeout> | undefined;
 const $ = (id: string): HTMLElement => document.getElementById(id)!;
 
@@ -65,7 +71,35 @@ async function retry(target: string, ids: string[] | null, button: HTMLButtonEle
   }
 }
 
-function render(status: Status, dead: DeadLetters): void {
+/** What the operator chose per target (chart range, error class); kept across refreshes. */
+const ranges = new Map<string, Range>();
+const classes = new Map<string, string | null>();
+let last:
+  | { status: Status; dead: DeadLetters; histories: Map<string, TargetHistories | undefined> }
+  | undefined;
+
+const rangeOf = (target: string) => ranges.get(target) ?? RANGES[0]!;
+
+async function histories(status: Status): Promise<Map<string, TargetHistories | undefined>> {
+  const read = (target: string, r: Range) =>
+    api<TargetHistory>(`history?${new URLSearchParams({ target, since: r.since, step: r.step }).toString()}`);
+  const pairs = await Promise.all(
+    status.targets.map(async (t) => {
+      // A target whose history cannot be read (its table dropped) shows no charts, not a dead page.
+      const both = await Promise.all([read(t.target, rangeOf(t.target)), read(t.target, COST_RANGE)]).catch(
+        (err: unknown) => {
+          if (err instanceof Refused) throw err;
+          return null;
+        },
+      );
+      return [t.target, both ? { range: both[0], cost: both[1] } : undefined] as const;
+    }),
+  );
+  return new Map(pairs);
+}
+
+function render(status: Status, dead: DeadLetters, hist: Map<string, TargetHistories | undefined>): void {
+  last = { status, dead, histories: hist };
   const overall = $("overall");
   overall.className = `badge ${status.health.level}`;
   overall.textContent = status.health.level;
@@ -75,7 +109,22 @@ function render(status: Status, dead: DeadLetters): void {
   $("targets").replaceChildren(
     ...(status.targets.length
       ? status.targets.map((t) =>
-          targetCard(t, byTarget.get(t.target), (target, ids, button) => void retry(target, ids, button)),
+          targetCard(t, {
+            dead: byTarget.get(t.target),
+            history: hist.get(t.target),
+            end: status.generatedAt,
+            range: rangeOf(t.target),
+            errorClass: classes.get(t.target) ?? null,
+            retry: (target, ids, button) => void retry(target, ids, button),
+            chooseRange: (target, key) => {
+              ranges.set(target, RANGES.find((r) => r.key === key) ?? RANGES[0]!);
+              void refresh();
+            },
+            chooseClass: (target, errorClass) => {
+              classes.set(target, errorClass);
+              if (last) render(last.status, last.dead, last.histories);
+            },
+          }),
         )
       : [
           el("p", { text: "No targets registered. Add one with: embeddings targets add <name> --table ..." }),
@@ -102,11 +151,15 @@ function show(err: unknown): void {
 async function refresh(): Promise<void> {
   clearTimeout(timer);
   try {
-    const [status, dead] = await Promise.all([api<Status>("status"), api<DeadLetters>("dead-letters")]);
+    const [status, dead] = await Promise.all([
+      api<Status>(`status?jobs=${JOBS}`),
+      api<DeadLetters>(`dead-letters?limit=${DEAD_LETTERS}`),
+    ]);
+    const hist = await histories(status);
     $("login").hidden = true;
     $("main").hidden = false;
     $("error").textContent = "";
-    render(status, dead);
+    render(status, dead, hist);
     timer = setTimeout(refresh, REFRESH_MS);
   } catch (err) {
     show(err);

@@ -16,3 +16,9 @@ export function duration(s: number | null | undefined): string {
   return `${Math.round(h / 24)} days`;
 }
 export const when = (iso: string | null | undefined) => (iso ? new Date(iso).toLocaleString() : "-");
+/** A time of day (HH:MM), for a start or an ETA within the day. */
+export const clock = (iso: string) =>
+  new Date(iso).toLocaleTimeString("en-US", { hour: "2-digit", minute: "2-digit", hour12: false });
+/** How long something took or has taken: unlike duration, 0 is "0 s", not "done". */
+export const elapsed = (s: number | null | undefined) =>
+  s === null || s === undefined ? "-" : s < 60 ? `${Math.round(s)} s` : duration(s);

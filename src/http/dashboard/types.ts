@@ -1,4 +1,4 @@
-/** The shapes the dashboard reads from GET /status and GET /dead-letters. */
+/** The shapes the dashboard reads from GET /status, GET /dead-letters and GET /history. */
 
 export interface Reason {
   level: "warning" | "critical";
@@ -16,10 +16,18 @@ export interface JobView {
   chunksEmbedded?: number;
   averagePerMinute: number | null;
   etaSeconds: number | null;
+  itemsProcessed: number;
+  itemsSkipped: number;
   tokens: number;
   estimatedCostUsd: number;
   finishedAt: string | null;
   createdAt: string;
+  startedAt: string | null;
+  elapsedSeconds: number | null;
+  etaAt: string | null;
+  lastError: string | null;
+  eventId: string | null;
+  options: Record<string, unknown>;
 }
 export interface TargetView {
   target: string;
@@ -54,6 +62,7 @@ export interface TargetView {
   lastEmbeddedAt: string | null;
   tokens: number;
   estimatedCostUsd: number;
+  pricePerMillion?: number | null;
   estimatedRemainingCostUsd: number | null;
   jobs: JobView[];
   remoteBatches?: RemoteBatchView[];
@@ -73,6 +82,7 @@ export interface RemoteBatchView {
   ageSeconds: number;
 }
 export interface Status {
+  generatedAt: string;
   health: { level: string };
   targets: TargetView[];
 }
@@ -85,4 +95,22 @@ export interface DeadLetter {
 }
 export interface DeadLetters {
   targets: { target: string; items: DeadLetter[] }[];
+}
+/** One step of GET /history (only steps with activity are returned). */
+export interface HistoryBucket {
+  start: string;
+  embedded: number;
+  failed: number;
+  deadLettered: number;
+  retried: number;
+  tokens: number;
+  requests: number;
+  rateLimited: number;
+  latencyMsAvg: number | null;
+}
+export interface TargetHistory {
+  target: string;
+  since: string;
+  stepMinutes: number;
+  buckets: HistoryBucket[];
 }

@@ -1,6 +1,6 @@
 import type { EmbeddingStore } from "../db/store.js";
 import { BATCH_PRICE_FACTOR } from "../providers/openai-batch.js";
-import { estimateCostUsd } from "../providers/pricing.js";
+import { estimateCostUsd, modelPrice } from "../providers/pricing.js";
 import type { Job, RemoteBatchRecord, TargetActivity, TargetRate, TargetStatus } from "../types.js";
 import {
   assessHealth,
@@ -76,6 +76,11 @@ export interface TargetView extends Omit<TargetStatus, "jobs"> {
   /** Tokens of the embeddings currently stored (rows a worker embedded). */
   tokens: number;
   estimatedCostUsd: number;
+  /**
+   * USD per 1M tokens at the list price (modelPrice: EMBEDDINGS_PRICES over the built-in table, 0
+   * for the local provider), null when the model's price is unknown: the dashboard's cost per day.
+   */
+  pricePerMillion: number | null;
   /** Remaining rows at the average tokens per row seen so far. */
   estimatedRemainingCostUsd: number | null;
   health: Health;
@@ -177,6 +182,7 @@ export function targetView(
     idleSeconds: activity.idleSeconds,
     tokens: activity.tokens,
     estimatedCostUsd: round(estimateCostUsd(s.model, activity.tokens, prices), 6),
+    pricePerMillion: modelPrice(s.provider, s.model, prices).perMillion,
     estimatedRemainingCostUsd:
       perRow === null ? null : round(estimateCostUsd(s.model, perRow * remaining, prices), 6),
     health: assessHealth(
