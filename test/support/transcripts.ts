@@ -1,6 +1,7 @@
 import type { EmbeddingStore } from "../../src/lib/db/store.js";
 import type { SqlAdmin } from "../../src/lib/db/types.js";
-import { LOCAL_MODEL } from "../../src/lib/providers/local.js";
+import { createLocalProvider, LOCAL_MODEL } from "../../src/lib/providers/local.js";
+import type { EmbedBatchResult, EmbeddingProvider } from "../../src/lib/providers/provider.js";
 import type { RegisteredTarget } from "../../src/lib/types.js";
 
 /**
@@ -88,4 +89,21 @@ export function registerRecordings(
     chunkTokens: options.chunkTokens ?? 64,
     chunkOverlap: options.chunkOverlap ?? 8,
   });
+}
+
+/** The local provider, recording every input it is asked to embed. */
+export function recording(dimensions: number, options: { delayMs?: number } = {}) {
+  const inner = createLocalProvider({ dimensions });
+  const inputs: string[] = [];
+  const provider: EmbeddingProvider = {
+    name: inner.name,
+    model: inner.model,
+    dimensions,
+    async embed(texts, o): Promise<EmbedBatchResult> {
+      inputs.push(...texts);
+      if (options.delayMs) await new Promise((r) => setTimeout(r, options.delayMs));
+      return inner.embed(texts, o);
+    },
+  };
+  return { provider, inputs };
 }
