@@ -1,15 +1,10 @@
-import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { type ServerType, serve } from "@hono/node-server";
-import { type Browser, chromium } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildApp } from "../src/http/app.js";
+import { describe, expect, it } from "vitest";
 import { processBatch } from "../src/lib/core/batch.js";
 import { runTarget } from "../src/lib/core/runner.js";
 import { providerForTarget } from "../src/lib/providers/index.js";
 import { testConfig, testContext } from "./support/app.js";
+import { hasChromium, OUT, SKIPPED, useDashboardBrowser } from "./support/dashboard-browser.js";
 import { createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
 import { useTestDatabase } from "./support/pg-server.js";
 import { createRecordings, registerRecordings, transcript } from "./support/transcripts.js";
@@ -20,48 +15,10 @@ import { createRecordings, registerRecordings, transcript } from "./support/tran
  * retry button that re-queues a dead letter in the database. Leaves test-output/dashboard.png.
  */
 
-const CHROMIUM = "/usr/bin/chromium";
-const hasChromium = existsSync(CHROMIUM);
 const TOKEN = "dashboard-test-token-5f2c9a";
 
 const db = useTestDatabase("dashboard");
-let server: ServerType | undefined;
-let base = "";
-let browser: Browser | undefined;
-
-beforeAll(async () => {
-  if (!hasChromium) return;
-  const config = testConfig({ EMBEDDINGS_ADMIN_TOKEN: TOKEN });
-  const context = testContext(db, config);
-  const { app } = buildApp({
-    config,
-    context: async () => context,
-    providerFor: (t) => providerForTarget(t, config),
-  });
-  const port = await new Promise<number>((resolve) => {
-    server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info: AddressInfo) =>
-      resolve(info.port),
-    );
-  });
-  base = `http://127.0.0.1:${port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-});
-afterAll(async () => {
-  await browser?.close();
-  await new Promise((r) => (server ? server.close(r) : r(undefined)));
-});
+const dash = useDashboardBrowser(db, TOKEN);
 
 /** A backfill in progress: 40 of 200 rows done by a running job, two rows dead-lettered. */
 async function runningBackfill() {
@@ -86,10 +43,10 @@ async function runningBackfill() {
 
 describe("dashboard", () => {
   it.skipIf(!hasChromium)(
-    `shows a running backfill and re-queues a dead letter from its retry button${hasChromium ? "" : ` (skipped: ${CHROMIUM} is not installed; apt-get install -y chromium)`}`,
+    `shows a running backfill and re-queues a dead letter from its retry button${SKIPPED}`,
     async () => {
       const { job } = await runningBackfill();
-      const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
+      const page = await dash.browser().newPage({ viewport: { width: 1280, height: 900 } });
       const problems: string[] = [];
       page.on("console", (m) => {
         if (m.type() === "error") problems.push(m.text());
@@ -97,17 +54,17 @@ describe("dashboard", () => {
       page.on("pageerror", (e) => problems.push(e.message));
 
       // First visit without a token: the page asks for it, and says when it is wrong.
-      await page.goto(`${base}/`);
+      await page.goto(`${dash.base()}/`);
       await page.locator("#login").waitFor({ state: "visible" });
       await page.fill("#token", "not-the-token");
       await page.click("#login-form button");
       await expect.poll(() => page.textContent("#login-error")).toMatch(/token was refused/);
 
-      await page.goto(`${base}/?token=${TOKEN}`);
+      await page.goto(`${dash.base()}/?token=${TOKEN}`);
       const card = page.locator('article[data-target="dash_docs"]');
       await card.waitFor();
       // The token left the address bar (history, shared links) for sessionStorage.
-      expect(page.url()).toBe(`${base}/`);
+      expect(page.url()).toBe(`${dash.base()}/`);
 
       expect(await page.textContent("#overall")).toBe("warning");
       expect(await card.locator(".coverage").textContent()).toBe("20% embedded (40 of 200 rows)");
@@ -121,8 +78,7 @@ describe("dashboard", () => {
         "input rejected: <b>boom</b>",
       );
       expect(await card.locator("td.error b").count()).toBe(0);
-      await mkdir(join(process.cwd(), "test-output"), { recursive: true });
-      await page.screenshot({ path: join(process.cwd(), "test-output", "dashboard.png"), fullPage: true });
+      await page.screenshot({ path: join(OUT, "dashboard.png"), fullPage: true });
 
       await card.locator('button.retry[data-id="151"]').click();
       await expect.poll(() => page.textContent("#notice")).toBe("Re-queued 1 row of dash_docs.");
@@ -149,8 +105,8 @@ describe("dashboard", () => {
     await store.setBatchLimit("dash_rec", 7, "statement timeout");
     const stored = await scalar<number>(db, "SELECT count(*)::int FROM public.dash_rec_chunks");
     expect(stored).toBeGreaterThan(10);
-    const page = await browser!.newPage({ viewport: { width: 390, height: 844 } });
-    await page.goto(`${base}/?token=${TOKEN}`);
+    const page = await dash.browser().newPage({ viewport: { width: 390, height: 844 } });
+    await page.goto(`${dash.base()}/?token=${TOKEN}`);
     const card = page.locator('article[data-target="dash_rec"]');
     await card.waitFor();
     expect(await card.locator('[data-figure="documents-embedded"] dd').textContent()).toBe("2 of 2");
@@ -158,7 +114,7 @@ describe("dashboard", () => {
     expect(await card.locator('[data-figure="chunks-dead-letter"] dd').textContent()).toBe("0");
     expect(await card.locator('[data-figure="batch-limit"] dd').textContent()).toBe("7");
     await page.screenshot({
-      path: join(process.cwd(), "test-output", "dashboard-chunks.png"),
+      path: join(OUT, "dashboard-chunks.png"),
       fullPage: true,
     });
     await page.close();
@@ -180,8 +136,8 @@ describe("dashboard", () => {
         remoteStatus: "in_progress",
       });
       await store.remote.update(rec.id, { completed: 12, failed: 1 });
-      const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
-      await page.goto(`${base}/?token=${TOKEN}`);
+      const page = await dash.browser().newPage({ viewport: { width: 1280, height: 900 } });
+      await page.goto(`${dash.base()}/?token=${TOKEN}`);
       const row = page.locator(`article[data-target="dash_remote"] tr[data-remote="${rec.id}"]`);
       await row.waitFor();
       const cells = await row.locator("td").allTextContents();

@@ -1,15 +1,11 @@
-import { existsSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
-import type { AddressInfo } from "node:net";
 import { join } from "node:path";
-import { type ServerType, serve } from "@hono/node-server";
-import { type Browser, chromium, type Locator, type Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildApp } from "../src/http/app.js";
+import type { Locator, Page } from "playwright-core";
+import { describe, expect, it } from "vitest";
 import { processBatch } from "../src/lib/core/batch.js";
 import { providerForTarget } from "../src/lib/providers/index.js";
 import type { TargetHistory } from "../src/lib/types.js";
 import { testConfig, testContext } from "./support/app.js";
+import { hasChromium, OUT, SKIPPED, useDashboardBrowser } from "./support/dashboard-browser.js";
 import { createDocuments, registerDocuments, scalar } from "./support/fixtures.js";
 import { useTestDatabase } from "./support/pg-server.js";
 
@@ -20,64 +16,26 @@ import { useTestDatabase } from "./support/pg-server.js";
  * test-output/: dashboard-empty, -mid-backfill, -dead-letters, -narrow and -dark.
  */
 
-const CHROMIUM = "/usr/bin/chromium";
-const hasChromium = existsSync(CHROMIUM);
-const SKIP = hasChromium ? "" : ` (skipped: ${CHROMIUM} is not installed; apt-get install -y chromium)`;
 const TOKEN = "dashboard-charts-token-91be3d";
-const OUT = join(process.cwd(), "test-output");
 
 const db = useTestDatabase("dashboard_charts");
-let server: ServerType | undefined;
-let base = "";
-let browser: Browser | undefined;
-
-beforeAll(async () => {
-  if (!hasChromium) return;
-  await mkdir(OUT, { recursive: true });
-  const config = testConfig({ EMBEDDINGS_ADMIN_TOKEN: TOKEN });
-  const context = testContext(db, config);
-  const { app } = buildApp({
-    config,
-    context: async () => context,
-    providerFor: (t) => providerForTarget(t, config),
-  });
-  const port = await new Promise<number>((resolve) => {
-    server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, (info: AddressInfo) =>
-      resolve(info.port),
-    );
-  });
-  base = `http://127.0.0.1:${port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--no-first-run",
-      "--disable-background-networking",
-    ],
-  });
-});
-afterAll(async () => {
-  await browser?.close();
-  await new Promise((r) => (server ? server.close(r) : r(undefined)));
-});
+const dash = useDashboardBrowser(db, TOKEN);
 
 /** A page logged in with the token, collecting console errors (a CSP violation is one) and page errors. */
 async function open(viewport = { width: 1280, height: 900 }) {
-  const page = await browser!.newPage({ viewport });
+  const page = await dash.browser().newPage({ viewport });
   const problems: string[] = [];
   page.on("console", (m) => {
     if (m.type() === "error") problems.push(m.text());
   });
   page.on("pageerror", (e) => problems.push(e.message));
-  await page.goto(`${base}/?token=${TOKEN}`);
+  await page.goto(`${dash.base()}/?token=${TOKEN}`);
   await page.locator("#main").waitFor({ state: "visible" });
   return { page, problems };
 }
 
 async function api<T>(path: string): Promise<T> {
-  const res = await fetch(`${base}/${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const res = await fetch(`${dash.base()}/${path}`, { headers: { authorization: `Bearer ${TOKEN}` } });
   expect(res.status).toBe(200);
   return (await res.json()) as T;
 }
@@ -114,7 +72,7 @@ async function midBackfill(name: string) {
 }
 
 describe("dashboard charts", () => {
-  it.skipIf(!hasChromium)(`says there is no target on an empty database${SKIP}`, async () => {
+  it.skipIf(!hasChromium)(`says there is no target on an empty database${SKIPPED}`, async () => {
     const { page, problems } = await open();
     await expect.poll(() => page.textContent("#targets")).toMatch(/No targets registered/);
     await shoot(page, "dashboard-empty");
@@ -123,7 +81,7 @@ describe("dashboard charts", () => {
   });
 
   it.skipIf(!hasChromium)(
-    `plots a running backfill's throughput and rows left as GET /history has them, and lists its job${SKIP}`,
+    `plots a running backfill's throughput and rows left as GET /history has them, and lists its job${SKIPPED}`,
     async () => {
       const { job } = await midBackfill("chart_docs");
       const { page, problems } = await open();
@@ -206,7 +164,7 @@ describe("dashboard charts", () => {
   );
 
   it.skipIf(!hasChromium)(
-    `plots cost per day as the day's tokens times the model's price from /status${SKIP}`,
+    `plots cost per day as the day's tokens times the model's price from /status${SKIPPED}`,
     async () => {
       const { store } = testContext(db, testConfig());
       await createDocuments(db, { table: "chart_paid", rows: 5 });
@@ -242,7 +200,7 @@ describe("dashboard charts", () => {
   );
 
   it.skipIf(!hasChromium)(
-    `filters dead letters by error class and re-queues exactly the class shown${SKIP}`,
+    `filters dead letters by error class and re-queues exactly the class shown${SKIPPED}`,
     async () => {
       await db.exec(`UPDATE embedding_items i SET status = 'dead_letter', attempts = 3,
           error_kind = CASE WHEN i.row_id IN ('150', '151', '152') THEN 'permanent' ELSE 'transient' END,
@@ -295,7 +253,7 @@ describe("dashboard charts", () => {
   );
 
   it.skipIf(!hasChromium)(
-    `fits a phone's width (390 px) with nothing wider than the viewport${SKIP}`,
+    `fits a phone's width (390 px) with nothing wider than the viewport${SKIPPED}`,
     async () => {
       const { page, problems } = await open({ width: 390, height: 844 });
       await page.locator('article[data-target="chart_docs"] svg[data-chart="throughput"]').waitFor();
@@ -314,7 +272,7 @@ describe("dashboard charts", () => {
     },
   );
 
-  it.skipIf(!hasChromium)(`follows the system's dark mode${SKIP}`, async () => {
+  it.skipIf(!hasChromium)(`follows the system's dark mode${SKIPPED}`, async () => {
     const { page, problems } = await open();
     await page.emulateMedia({ colorScheme: "dark" });
     await page.locator('article[data-target="chart_docs"] svg[data-chart="throughput"]').waitFor();

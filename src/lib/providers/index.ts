@@ -38,6 +38,18 @@ function governorFor(config: Config): RateGovernor {
   return sharedGovernor.governor;
 }
 
+/** The key an openai target needs, or a TargetConfigError naming the fix. */
+function requireOpenAIKey(target: Pick<Target, "name">, config: Config): string {
+  const problem = openAIKeyProblem(config.OPENAI_API_KEY);
+  if (problem) {
+    throw new TargetConfigError(
+      `target "${target.name}" uses the openai provider but ${problem}`,
+      "set OPENAI_API_KEY in the worker's environment (for Supabase: supabase secrets set OPENAI_API_KEY=...)",
+    );
+  }
+  return config.OPENAI_API_KEY!;
+}
+
 /**
  * The provider a target was registered with, configured from the environment. Never falls back to
  * another provider: a missing key is a TargetConfigError naming the fix.
@@ -50,15 +62,8 @@ export function providerForTarget(
     case "local":
       return createLocalProvider({ dimensions: target.dimensions, model: target.model });
     case "openai": {
-      const problem = openAIKeyProblem(config.OPENAI_API_KEY);
-      if (problem) {
-        throw new TargetConfigError(
-          `target "${target.name}" uses the openai provider but ${problem}`,
-          "set OPENAI_API_KEY in the worker's environment (for Supabase: supabase secrets set OPENAI_API_KEY=...)",
-        );
-      }
       return createOpenAIProvider({
-        apiKey: config.OPENAI_API_KEY!,
+        apiKey: requireOpenAIKey(target, config),
         baseURL: config.OPENAI_BASE_URL,
         organization: config.OPENAI_ORG_ID,
         project: config.OPENAI_PROJECT_ID,
@@ -90,15 +95,8 @@ export function batchApiForTarget(
       "use --via batch with an openai target (any OpenAI-compatible base URL with /v1/files and /v1/batches)",
     );
   }
-  const problem = openAIKeyProblem(config.OPENAI_API_KEY);
-  if (problem) {
-    throw new TargetConfigError(
-      `target "${target.name}" uses the openai provider but ${problem}`,
-      "set OPENAI_API_KEY in the worker's environment",
-    );
-  }
   return createBatchApi({
-    apiKey: config.OPENAI_API_KEY!,
+    apiKey: requireOpenAIKey(target, config),
     baseURL: config.OPENAI_BASE_URL,
     organization: config.OPENAI_ORG_ID,
     project: config.OPENAI_PROJECT_ID,

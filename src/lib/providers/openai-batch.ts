@@ -6,9 +6,10 @@
  */
 import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
-import OpenAI, { APIError, toFile } from "openai";
+import { APIError, toFile } from "openai";
 import type { Batch } from "openai/resources/batches";
 import { TargetConfigError } from "../errors.js";
+import { openAIClient } from "./openai.js";
 import { classifyOpenAIError, redactor, withoutCredentials } from "./openai-errors.js";
 
 /** OpenAI's limits for one `/v1/embeddings` batch. */
@@ -50,16 +51,8 @@ export const FINAL_STATUSES = new Set(["completed", "failed", "expired", "cancel
 export function createBatchApi(options: BatchApiOptions): BatchApi {
   const baseURL = options.baseURL ?? "https://api.openai.com/v1";
   const timeoutMs = options.timeoutMs ?? 120_000;
-  const client = new OpenAI({
-    apiKey: options.apiKey,
-    baseURL,
-    organization: options.organization ?? null,
-    project: options.project ?? null,
-    webhookSecret: null,
-    maxRetries: 0,
-    timeout: timeoutMs,
-    logLevel: "warn",
-  });
+  // No SDK retries: a durable step retries, and a retried create is reconciled through the lists.
+  const client = openAIClient({ ...options, baseURL, timeoutMs, maxRetries: 0 });
   const redact = redactor(options.apiKey);
   const shownURL = withoutCredentials(baseURL);
 

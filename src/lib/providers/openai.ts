@@ -50,6 +50,30 @@ interface Tally {
   oversized?: boolean;
 }
 
+/**
+ * The SDK client both the embeddings path and the Batch API use. Every option is passed explicitly:
+ * the SDK would otherwise fall back to process.env, and config is read in exactly one module.
+ */
+export function openAIClient(options: {
+  apiKey: string;
+  baseURL: string;
+  organization?: string;
+  project?: string;
+  maxRetries?: number;
+  timeoutMs: number;
+}): OpenAI {
+  return new OpenAI({
+    apiKey: options.apiKey,
+    baseURL: options.baseURL,
+    organization: options.organization ?? null,
+    project: options.project ?? null,
+    webhookSecret: null,
+    maxRetries: options.maxRetries ?? 0,
+    timeout: options.timeoutMs,
+    logLevel: "warn",
+  });
+}
+
 export function createOpenAIProvider(options: OpenAIProviderOptions): EmbeddingProvider {
   const model = options.model;
   const baseURL = options.baseURL ?? DEFAULT_BASE_URL;
@@ -62,18 +86,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): EmbeddingP
   const redact = redactor(options.apiKey);
   const shownURL = withoutCredentials(baseURL);
 
-  // Every option is passed explicitly: the SDK would otherwise fall back to process.env, and config
-  // is read in exactly one module.
-  const client = new OpenAI({
-    apiKey: options.apiKey,
-    baseURL,
-    organization: options.organization ?? null,
-    project: options.project ?? null,
-    webhookSecret: null,
-    maxRetries: options.maxRetries ?? 0,
-    timeout: timeoutMs,
-    logLevel: "warn",
-  });
+  const client = openAIClient({ ...options, baseURL, timeoutMs });
 
   async function request(items: Item[], tally: Tally, results: ItemResult[], signal?: AbortSignal) {
     const requestTokens = items.reduce((sum, item) => sum + item.tokens, 0);
