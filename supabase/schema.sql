@@ -1099,8 +1099,8 @@ BEGIN
   RETURN t;
 END $function$;
 
--- embedding_chunk_write(text,text,text[],integer[],text[],text[],integer[]); grants: postgres=X/postgres service_role=X/postgres
-CREATE OR REPLACE FUNCTION public.embedding_chunk_write(p_target text, p_worker text, p_ids text[], p_indexes integer[], p_hashes text[], p_vectors text[], p_tokens integer[] DEFAULT NULL::integer[])
+-- embedding_chunk_write(text,text,text[],integer[],text[],text[],integer[],real[],integer[]); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_chunk_write(p_target text, p_worker text, p_ids text[], p_indexes integer[], p_hashes text[], p_vectors text[] DEFAULT NULL::text[], p_tokens integer[] DEFAULT NULL::integer[], p_vectors_f4 real[] DEFAULT NULL::real[], p_vectors_dims integer[] DEFAULT NULL::integer[])
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -1116,35 +1116,65 @@ DECLARE
   v_bad_index integer;
   v_bad_dims integer;
   v_ready jsonb;
+  v_binary boolean := p_vectors_f4 IS NOT NULL OR p_vectors_dims IS NOT NULL;
+  v_offsets integer[];
 BEGIN
   IF v_n = 0 THEN
     RETURN jsonb_build_object('written', 0, 'stale', 0, 'ready', '[]'::jsonb);
   END IF;
-  IF cardinality(p_indexes) <> v_n OR cardinality(p_hashes) <> v_n OR cardinality(p_vectors) <> v_n
+  IF v_binary AND p_vectors IS NOT NULL THEN
+    RAISE EXCEPTION 'chunk write has vectors as text and as binary: send one (p_vectors, or p_vectors_f4 with p_vectors_dims)'
+      USING ERRCODE = '22023';
+  END IF;
+  IF cardinality(p_indexes) <> v_n OR cardinality(p_hashes) <> v_n
+     OR (CASE WHEN v_binary THEN coalesce(cardinality(p_vectors_dims), 0) ELSE coalesce(cardinality(p_vectors), 0) END) <> v_n
      OR (p_tokens IS NOT NULL AND cardinality(p_tokens) <> v_n) THEN
     RAISE EXCEPTION 'chunk write arrays differ in length (ids %, indexes %, hashes %, vectors %)', v_n,
-      cardinality(p_indexes), cardinality(p_hashes), cardinality(p_vectors) USING ERRCODE = '22023';
+      cardinality(p_indexes), cardinality(p_hashes),
+      CASE WHEN v_binary THEN cardinality(p_vectors_dims) ELSE cardinality(p_vectors) END USING ERRCODE = '22023';
+  END IF;
+  IF v_binary THEN
+    -- As in embedding_write: row k is the p_vectors_dims[k] floats after the rows before it.
+    SELECT array_agg(s.total - s.len ORDER BY s.k) INTO v_offsets FROM (
+      SELECT u.len, u.k, sum(u.len) OVER (ORDER BY u.k) AS total
+        FROM unnest(p_vectors_dims) WITH ORDINALITY AS u(len, k)) AS s;
+    IF EXISTS (SELECT 1 FROM unnest(p_vectors_dims) AS u(len) WHERE u.len IS NULL OR u.len < 0)
+       OR (SELECT sum(u.len) FROM unnest(p_vectors_dims) AS u(len)) <> coalesce(cardinality(p_vectors_f4), 0) THEN
+      RAISE EXCEPTION 'chunk write vector lengths add up to %, but % floats were sent',
+        (SELECT sum(u.len) FROM unnest(p_vectors_dims) AS u(len)), coalesce(cardinality(p_vectors_f4), 0)
+        USING ERRCODE = '22023';
+    END IF;
   END IF;
   BEGIN
+    -- EXECUTE, so the float4 array is one parameter of the statement; text vectors are parsed as
+    -- before.
+    EXECUTE format($q$
     WITH parsed AS MATERIALIZED (
       SELECT x.id, x.idx, x.h, x.tokens, x.k, b.v, coalesce(cardinality(b.v), 0) AS dims
-        FROM unnest(p_ids, p_indexes, p_hashes, p_vectors, coalesce(p_tokens, array_fill(NULL::integer, ARRAY[v_n])))
-             WITH ORDINALITY AS x(id, idx, h, vec, tokens, k)
-       CROSS JOIN LATERAL (SELECT replace(replace(x.vec, '[', '{'), ']', '}')::real[] AS v OFFSET 0) AS b
+        FROM %1$s
+       CROSS JOIN LATERAL (SELECT %2$s AS v OFFSET 0) AS b
     ), upd AS (
       UPDATE public.embedding_chunks k
          SET vector = p.v, status = 'completed', tokens = coalesce(p.tokens, k.tokens), attempts = 0,
              locked_until = NULL, worker_id = NULL, last_error = NULL, error_kind = NULL, updated_at = now()
         FROM parsed p
-       WHERE k.target_id = t.id AND k.row_id = p.id AND k.chunk_index = p.idx AND k.content_hash = p.h
-         AND k.status = 'processing' AND k.worker_id = p_worker AND p.dims = t.dimensions
+       WHERE k.target_id = $1 AND k.row_id = p.id AND k.chunk_index = p.idx AND k.content_hash = p.h
+         AND k.status = 'processing' AND k.worker_id = $2 AND p.dims = $3
       RETURNING k.row_id
     ), bad AS (
-      SELECT id, idx, dims FROM parsed WHERE dims <> t.dimensions ORDER BY k LIMIT 1
+      SELECT id, idx, dims FROM parsed WHERE dims <> $3 ORDER BY k LIMIT 1
     )
     SELECT (SELECT count(*) FROM upd), (SELECT array_agg(DISTINCT row_id) FROM upd),
            (SELECT id FROM bad), (SELECT idx FROM bad), (SELECT dims FROM bad)
-      INTO v_written, v_docs, v_bad_id, v_bad_index, v_bad_dims;
+    $q$,
+      CASE WHEN v_binary
+           THEN 'unnest($4::text[], $5::integer[], $6::text[], $9::integer[], $10::integer[], $8::integer[]) WITH ORDINALITY AS x(id, idx, h, len, off, tokens, k)'
+           ELSE 'unnest($4::text[], $5::integer[], $6::text[], $7::text[], $8::integer[]) WITH ORDINALITY AS x(id, idx, h, vec, tokens, k)' END,
+      CASE WHEN v_binary THEN '($11::real[])[x.off + 1 : x.off + x.len]'
+           ELSE 'replace(replace(x.vec, ''['', ''{''), '']'', ''}'')::real[]' END)
+      INTO v_written, v_docs, v_bad_id, v_bad_index, v_bad_dims
+      USING t.id, p_worker, t.dimensions, p_ids, p_indexes, p_hashes, p_vectors,
+            coalesce(p_tokens, array_fill(NULL::integer, ARRAY[v_n])), p_vectors_dims, v_offsets, p_vectors_f4;
   EXCEPTION WHEN data_exception THEN
     RAISE EXCEPTION 'target "%": a chunk vector is not a list of numbers (%)', t.name, SQLERRM USING ERRCODE = '22000';
   END;
@@ -3680,8 +3710,8 @@ BEGIN
   RETURN v_cols;
 END $function$;
 
--- embedding_write(text,text,text[],text[],text[],integer[],boolean[]); grants: postgres=X/postgres service_role=X/postgres
-CREATE OR REPLACE FUNCTION public.embedding_write(p_target text, p_worker text, p_ids text[], p_hashes text[], p_vectors text[], p_tokens integer[] DEFAULT NULL::integer[], p_truncated boolean[] DEFAULT NULL::boolean[])
+-- embedding_write(text,text,text[],text[],text[],integer[],boolean[],real[],integer[]); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_write(p_target text, p_worker text, p_ids text[], p_hashes text[], p_vectors text[] DEFAULT NULL::text[], p_tokens integer[] DEFAULT NULL::integer[], p_truncated boolean[] DEFAULT NULL::boolean[], p_vectors_f4 real[] DEFAULT NULL::real[], p_vectors_dims integer[] DEFAULT NULL::integer[])
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -3702,15 +3732,38 @@ DECLARE
   v_busy text[] := '{}';
   v_parse_sql text;
   v_dims_sql text;
+  v_binary boolean := p_vectors_f4 IS NOT NULL OR p_vectors_dims IS NOT NULL;
+  v_offsets integer[];
+  v_rows_sql text;
 BEGIN
   IF v_n = 0 THEN
     RETURN jsonb_build_object('written', 0, 'stale', 0, 'gone', 0, 'notLeased', 0, 'busy', '[]'::jsonb);
   END IF;
-  IF cardinality(p_hashes) <> v_n OR cardinality(p_vectors) <> v_n
+  IF v_binary AND p_vectors IS NOT NULL THEN
+    RAISE EXCEPTION 'write batch has vectors as text and as binary: send one (p_vectors, or p_vectors_f4 with p_vectors_dims)'
+      USING ERRCODE = '22023';
+  END IF;
+  IF cardinality(p_hashes) <> v_n
+     OR (CASE WHEN v_binary THEN coalesce(cardinality(p_vectors_dims), 0) ELSE coalesce(cardinality(p_vectors), 0) END) <> v_n
      OR (p_tokens IS NOT NULL AND cardinality(p_tokens) <> v_n)
      OR (p_truncated IS NOT NULL AND cardinality(p_truncated) <> v_n) THEN
-    RAISE EXCEPTION 'write batch arrays differ in length (ids %, hashes %, vectors %)', v_n, cardinality(p_hashes), cardinality(p_vectors)
+    RAISE EXCEPTION 'write batch arrays differ in length (ids %, hashes %, vectors %)', v_n, cardinality(p_hashes),
+      CASE WHEN v_binary THEN cardinality(p_vectors_dims) ELSE cardinality(p_vectors) END
       USING ERRCODE = '22023';
+  END IF;
+  IF v_binary THEN
+    -- Binary: every vector of the batch in one real[] (p_vectors_f4), row k being the p_vectors_dims[k]
+    -- floats after the lengths of the rows before it. The lengths must add up to the floats sent, so
+    -- no slice reads past its own row.
+    SELECT array_agg(s.total - s.len ORDER BY s.k) INTO v_offsets FROM (
+      SELECT u.len, u.k, sum(u.len) OVER (ORDER BY u.k) AS total
+        FROM unnest(p_vectors_dims) WITH ORDINALITY AS u(len, k)) AS s;
+    IF EXISTS (SELECT 1 FROM unnest(p_vectors_dims) AS u(len) WHERE u.len IS NULL OR u.len < 0)
+       OR (SELECT sum(u.len) FROM unnest(p_vectors_dims) AS u(len)) <> coalesce(cardinality(p_vectors_f4), 0) THEN
+      RAISE EXCEPTION 'write batch vector lengths add up to %, but % floats were sent',
+        (SELECT sum(u.len) FROM unnest(p_vectors_dims) AS u(len)), coalesce(cardinality(p_vectors_f4), 0)
+        USING ERRCODE = '22023';
+    END IF;
   END IF;
   v_rel := public.embedding_require_relation(t);
   PERFORM public.embedding_assert_access(t, v_rel, true);
@@ -3719,13 +3772,22 @@ BEGIN
   -- rolls the whole call back: nothing of a batch with a wrong-size vector is kept, and no separate
   -- text pass counts commas in every vector.
   -- '[x,y]' -> '{x,y}' for array columns: two replace() calls, a tenth of the cost of translate().
-  v_parse_sql := CASE WHEN t.embedding_kind IN ('vector', 'halfvec')
-                      THEN format('x.vec::%s', t.embedding_type_sql)
-                      ELSE format('replace(replace(x.vec, ''['', ''{''), '']'', ''}'')::%s', t.embedding_type_sql) END;
-  -- pgvector casts vector and halfvec to real[] (no parsing); arrays count themselves.
-  v_dims_sql := CASE WHEN t.embedding_kind IN ('vector', 'halfvec')
-                     THEN 'coalesce(cardinality(b."__embedding_sync_vec"::real[]), 0)'
-                     ELSE 'coalesce(cardinality(b."__embedding_sync_vec"), 0)' END;
+  -- Binary: a slice of the float4 array (a copy, no parsing), cast to the column's type (pgvector's
+  -- real[] -> vector / halfvec cast copies the floats and checks them); its length was sent with it.
+  IF v_binary THEN
+    v_rows_sql := 'unnest($1::text[], $2::text[], $6::integer[], $7::integer[]) WITH ORDINALITY AS x(id, hash, len, off, k)';
+    v_parse_sql := format('($8::real[])[x.off + 1 : x.off + x.len]::%s', t.embedding_type_sql);
+    v_dims_sql := 'x.len';
+  ELSE
+    v_rows_sql := 'unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(id, hash, vec, k)';
+    v_parse_sql := CASE WHEN t.embedding_kind IN ('vector', 'halfvec')
+                        THEN format('x.vec::%s', t.embedding_type_sql)
+                        ELSE format('replace(replace(x.vec, ''['', ''{''), '']'', ''}'')::%s', t.embedding_type_sql) END;
+    -- pgvector casts vector and halfvec to real[] (no parsing); arrays count themselves.
+    v_dims_sql := CASE WHEN t.embedding_kind IN ('vector', 'halfvec')
+                       THEN 'coalesce(cardinality(b."__embedding_sync_vec"::real[]), 0)'
+                       ELSE 'coalesce(cardinality(b."__embedding_sync_vec"), 0)' END;
+  END IF;
 
   -- Lease first (state rows locked in a fixed order, skipping any another transaction holds), then
   -- the source rows (skipping any a user transaction holds), then the source UPDATE of exactly
@@ -3745,7 +3807,7 @@ BEGIN
         -- OFFSET 0 keeps the parse in its own subquery: inlined, it would run once per reference.
         SELECT x.k, x.id AS "__embedding_sync_id", x.hash AS "__embedding_sync_hash",
                b."__embedding_sync_vec", %7$s AS "__embedding_sync_dims"
-          FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(id, hash, vec, k)
+          FROM %8$s
          CROSS JOIN LATERAL (SELECT %3$s AS "__embedding_sync_vec" OFFSET 0) AS b
       ), w AS (
         UPDATE %1$s AS s SET %2$I = u."__embedding_sync_vec"
@@ -3760,9 +3822,20 @@ BEGIN
          WHERE "__embedding_sync_dims" <> $5 ORDER BY k LIMIT 1
       )
       SELECT (SELECT coalesce(array_agg(row_id), '{}') FROM w), (SELECT id FROM bad), (SELECT dims FROM bad)
-    $q$, v_rel, t.embedding_column, v_parse_sql, t.id_column, t.id_type, t.content_sql, v_dims_sql)
-    INTO v_written, v_bad_id, v_bad_dims USING p_ids, p_hashes, p_vectors, v_lockable, t.dimensions;
+    $q$, v_rel, t.embedding_column, v_parse_sql, t.id_column, t.id_type, t.content_sql, v_dims_sql, v_rows_sql)
+    INTO v_written, v_bad_id, v_bad_dims
+    USING p_ids, p_hashes, p_vectors, v_lockable, t.dimensions, p_vectors_dims, v_offsets, p_vectors_f4;
   EXCEPTION WHEN data_exception THEN
+    IF v_binary THEN
+      -- Binary vectors always parse; a wrong length is reported as such, anything else (a NaN or an
+      -- infinity pgvector refuses) as it was raised.
+      SELECT p_ids[array_lower(p_ids, 1) + u.k - 1], u.len INTO v_bad_id, v_bad_dims
+        FROM unnest(p_vectors_dims) WITH ORDINALITY AS u(len, k)
+       WHERE u.len <> t.dimensions ORDER BY u.k LIMIT 1;
+      IF v_bad_dims IS NULL THEN
+        RAISE;
+      END IF;
+    ELSE
     -- A vector that does not parse (or another bad value). A wrong size is still reported as such,
     -- as a size check ahead of parsing would: counted in the text, an empty literal has 0 dimensions.
     SELECT p_ids[array_lower(p_ids, 1) + u.k - 1],
@@ -3775,6 +3848,7 @@ BEGIN
      LIMIT 1;
     IF v_bad_dims IS NULL THEN
       RAISE;
+    END IF;
     END IF;
   END;
   -- Dimension check with both numbers in the message (384 vs 1536 is the classic); raising here undoes
@@ -3833,8 +3907,8 @@ BEGIN
     'busy', to_jsonb(v_busy), 'notLeased', v_n - cardinality(v_leased) - cardinality(v_busy));
 END $function$;
 
--- embedding_write_counted(text,text,text[],text[],text[],integer[],boolean[],jsonb); grants: postgres=X/postgres service_role=X/postgres
-CREATE OR REPLACE FUNCTION public.embedding_write_counted(p_target text, p_worker text, p_ids text[], p_hashes text[], p_vectors text[], p_tokens integer[], p_truncated boolean[], p_progress jsonb)
+-- embedding_write_counted(text,text,text[],text[],text[],integer[],boolean[],jsonb,real[],integer[]); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_write_counted(p_target text, p_worker text, p_ids text[], p_hashes text[], p_vectors text[] DEFAULT NULL::text[], p_tokens integer[] DEFAULT NULL::integer[], p_truncated boolean[] DEFAULT NULL::boolean[], p_progress jsonb DEFAULT NULL::jsonb, p_vectors_f4 real[] DEFAULT NULL::real[], p_vectors_dims integer[] DEFAULT NULL::integer[])
  RETURNS jsonb
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -3842,7 +3916,8 @@ CREATE OR REPLACE FUNCTION public.embedding_write_counted(p_target text, p_worke
  SET lock_timeout TO '50ms'
 AS $function$
 DECLARE
-  v_w jsonb := public.embedding_write(p_target, p_worker, p_ids, p_hashes, p_vectors, p_tokens, p_truncated);
+  v_w jsonb := public.embedding_write(p_target, p_worker, p_ids, p_hashes, p_vectors, p_tokens, p_truncated,
+                                       p_vectors_f4, p_vectors_dims);
   v_p jsonb;
   g jsonb := coalesce(p_progress, '{}'::jsonb);
 BEGIN

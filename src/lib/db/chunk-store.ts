@@ -6,7 +6,7 @@ import type {
   SwapResult,
 } from "../types.js";
 import type { SqlApi } from "./types.js";
-import { formatVector } from "./vector.js";
+import { VectorList } from "./vector.js";
 
 interface SwapBegin {
   state: "ready" | "busy" | "not-ready" | "gone" | "stale";
@@ -77,7 +77,7 @@ export class ChunkStore {
       p_ids: items.map((i) => i.id),
       p_indexes: items.map((i) => i.index),
       p_hashes: items.map((i) => i.hash),
-      p_vectors: items.map((i) => formatVector(i.vector)),
+      p_vectors: new VectorList(items.map((i) => i.vector)),
       p_tokens: items.map((i) => i.tokens ?? null),
     });
   }

@@ -1,5 +1,6 @@
 import pg from "pg";
 import type { ApiArg, SqlAdmin, SqlApi } from "./types.js";
+import { encodeFloat4Array, VectorList } from "./vector.js";
 
 /*
  * Shared by every transport (postgres, pglite, supabase): name checks, argument encoding and one
@@ -44,10 +45,15 @@ export function assertIdentifier(kind: "function" | "argument", name: string): v
 /**
  * `SELECT public."fn"("a" => $1, "b" => $2) AS result` plus the encoded values. Arguments set to
  * `undefined` are left out so the function's SQL default applies (as JSON.stringify does for rpc).
+ *
+ * With `binaryVectors` (node-postgres, which sends a Buffer parameter in binary format), a VectorList
+ * argument `p_x` becomes `p_x_f4` (every vector in one binary real[]) and `p_x_dims` (each vector's
+ * length) instead of text literals: the SQL API functions that take vectors accept either form.
  */
 export function buildCall(
   fn: string,
   args: Record<string, ApiArg | undefined>,
+  options: { binaryVectors?: boolean } = {},
 ): { sql: string; values: unknown[] } {
   assertIdentifier("function", fn);
   const named: string[] = [];
@@ -55,6 +61,14 @@ export function buildCall(
   for (const [name, value] of Object.entries(args)) {
     if (value === undefined) continue;
     assertIdentifier("argument", name);
+    if (options.binaryVectors && value instanceof VectorList) {
+      const { data, lengths } = encodeFloat4Array(value.vectors);
+      values.push(data);
+      named.push(`"${name}_f4" => $${values.length}`);
+      values.push(arrayLiteral(lengths));
+      named.push(`"${name}_dims" => $${values.length}`);
+      continue;
+    }
     values.push(encodeParam(value));
     // Quoted so names that are SQL keywords (limit, order) still parse; the check above rules out
     // quotes, so quoting cannot change which name is meant.
@@ -79,6 +93,7 @@ export function encodeParam(value: unknown): unknown {
       return String(value);
   }
   if (Array.isArray(value)) return arrayLiteral(value);
+  if (value instanceof VectorList) return arrayLiteral(value.toText());
   if (value instanceof Date) return value.toISOString();
   if (value instanceof Uint8Array) return value;
   return JSON.stringify(value);
@@ -159,6 +174,9 @@ export interface PostgresApi extends SqlApi, SqlAdmin {
   transaction<T>(work: (tx: SqlApi) => Promise<T>): Promise<T>;
 }
 
+/** node-postgres sends Buffer parameters in binary format: vectors go as float4, not decimal text. */
+const BINARY = { binaryVectors: true } as const;
+
 /** SQL API over a direct connection (DATABASE_URL): one pg.Pool, unnamed statements, no introspection. */
 export function createPostgresApi(config: string | PostgresApiOptions): PostgresApi {
   const options: PostgresApiOptions = typeof config === "string" ? { connectionString: config } : config;
@@ -179,7 +197,7 @@ export function createPostgresApi(config: string | PostgresApiOptions): Postgres
     pool,
 
     async call<T = unknown>(fn: string, args: Record<string, ApiArg | undefined>): Promise<T> {
-      const { sql, values } = buildCall(fn, args);
+      const { sql, values } = buildCall(fn, args, BINARY);
       try {
         const res = await pool.query<{ result: T }>(sql, values);
         return (res.rows[0]?.result ?? null) as T;
@@ -195,7 +213,7 @@ export function createPostgresApi(config: string | PostgresApiOptions): Postgres
       const tx: SqlApi = {
         kind: "postgres",
         async call<R = unknown>(fn: string, args: Record<string, ApiArg | undefined>): Promise<R> {
-          const { sql, values } = buildCall(fn, args);
+          const { sql, values } = buildCall(fn, args, BINARY);
           try {
             const res = await client.query<{ result: R }>(sql, values);
             return (res.rows[0]?.result ?? null) as R;

@@ -26,7 +26,7 @@ import type {
 import { ChunkStore } from "./chunk-store.js";
 import { RemoteBatchStore } from "./remote-store.js";
 import type { SqlApi } from "./types.js";
-import { formatVector } from "./vector.js";
+import { VectorList } from "./vector.js";
 
 /**
  * Ids with a NUL byte can never be a row's key (PostgreSQL text cannot hold one, and sending one
@@ -194,7 +194,7 @@ export class EmbeddingStore {
       p_worker: worker,
       p_ids: items.map((i) => i.id),
       p_hashes: items.map((i) => i.hash),
-      p_vectors: items.map((i) => formatVector(i.vector)),
+      p_vectors: new VectorList(items.map((i) => i.vector)),
       p_tokens: items.map((i) => i.tokens ?? null),
       p_truncated: items.map((i) => (i.truncated ? "true" : "false")),
     };

@@ -6,8 +6,14 @@
  */
 export type TransportKind = "postgres" | "supabase" | "pglite";
 
-/** Argument values: scalars, arrays of scalars (sent as SQL arrays) or plain objects (sent as jsonb). */
+import type { VectorList } from "./vector.js";
+
+/**
+ * Argument values: scalars, arrays of scalars (sent as SQL arrays), plain objects (sent as jsonb), or
+ * the vectors of a write (each transport encodes those its own way, see VectorList).
+ */
 export type ApiArg =
+  | VectorList
   | string
   | number
   | boolean

@@ -127,3 +127,62 @@ export function parseVector(text: string): number[] {
   const inner = text.trim().slice(1, -1).trim();
   return inner === "" ? [] : inner.split(",").map(Number);
 }
+
+/**
+ * The vectors of one write call. Each transport sends them its own way (src/lib/db/postgres.ts):
+ * the direct connection as one binary float4 array parameter plus each vector's length, PGlite and
+ * supabase-js as pgvector text literals (`toJSON`, for PostgREST's JSON body). The SQL API checks
+ * lengths, dimensions and finiteness either way.
+ */
+export class VectorList {
+  constructor(readonly vectors: readonly ArrayLike<number>[]) {}
+
+  /** Text literals, for the transports that carry text (PGlite parameters, PostgREST JSON). */
+  toText(): string[] {
+    return this.vectors.map(formatVector);
+  }
+
+  toJSON(): string[] {
+    return this.toText();
+  }
+}
+
+/** OID of float4 (real), the element type written into a binary real[] value. */
+const FLOAT4_OID = 700;
+
+/**
+ * All vectors of a batch as one one-dimensional real[] in PostgreSQL's binary array format (what
+ * array_recv reads): ndim 1, no nulls, element type float4, length, lower bound 1, then per element
+ * a 4-byte length and the big-endian float. Sent as a binary parameter, the server copies floats
+ * instead of parsing decimal text, which was most of its CPU per row at 1,536 dimensions
+ * (bench/README.md). Components are float32 already (the provider returns float32), so nothing is
+ * rounded; a non-finite component is refused here, as formatVector does.
+ */
+export function encodeFloat4Array(vectors: readonly ArrayLike<number>[]): {
+  data: Buffer;
+  lengths: number[];
+} {
+  const lengths = vectors.map((v) => v.length);
+  let total = 0;
+  for (const n of lengths) total += n;
+  // An empty array is zero-dimensional in PostgreSQL (array_recv refuses a dimension of length 0).
+  const data = Buffer.allocUnsafe(total === 0 ? 12 : 20 + total * 8);
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  view.setInt32(0, total === 0 ? 0 : 1);
+  view.setInt32(4, 0);
+  view.setInt32(8, FLOAT4_OID);
+  if (total === 0) return { data, lengths };
+  view.setInt32(12, total);
+  view.setInt32(16, 1);
+  let o = 20;
+  for (const vector of vectors) {
+    for (let i = 0; i < vector.length; i++) {
+      const x = vector[i]!;
+      if (!Number.isFinite(x)) throw new RangeError(`vector component ${i} is not a finite number (${x})`);
+      view.setInt32(o, 4);
+      view.setFloat32(o + 4, x);
+      o += 8;
+    }
+  }
+  return { data, lengths };
+}
