@@ -1199,6 +1199,7 @@ CREATE OR REPLACE FUNCTION public.embedding_claim(p_target text, p_worker text, 
  SET lock_timeout TO '50ms'
 AS $function$
 DECLARE
+  v_plain_id text;
   t public.embedding_targets := public.embedding_target_row(p_target);
   v_rel regclass;
   v_ids text[];
@@ -1214,6 +1215,11 @@ DECLARE
   v_job_status text;
   v_reuse jsonb;
 BEGIN
+  -- Spellings that always fit the type; embedding_valid_id decides the rest (signs, blanks, 19 digits).
+  v_plain_id := CASE t.id_type WHEN 'bigint' THEN '^-?[0-9]{1,18}$' WHEN 'integer' THEN '^-?[0-9]{1,9}$'
+                               WHEN 'smallint' THEN '^-?[0-9]{1,4}$'
+                               WHEN 'uuid' THEN '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                               ELSE '' END;
   IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
     RAISE EXCEPTION 'claim size % is out of range', p_limit USING ERRCODE = '22023', HINT = 'use a batch size of 1..10000';
   END IF;
@@ -1255,7 +1261,11 @@ BEGIN
 
   -- The lease UPDATE hands back what the unchanged-content check needs: no second look at the items.
   WITH due AS (
-    SELECT row_id FROM public.embedding_items i
+    -- Whether the id can be one of the source's, once per row: a regular expression for the usual
+    -- spelling, the full check (embedding_valid_id) only for anything else.
+    SELECT row_id, CASE WHEN i.row_id ~ v_plain_id THEN true
+                        ELSE public.embedding_valid_id(t.id_type, i.row_id) END AS valid
+      FROM public.embedding_items i
      WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()
        AND (p_ids IS NULL OR row_id = ANY (p_ids))
        AND (i.job_id IS NULL OR NOT EXISTS (
@@ -1265,11 +1275,11 @@ BEGIN
        FOR UPDATE SKIP LOCKED
   ), upd AS (
     UPDATE public.embedding_items i
-       SET status = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN 'processing' ELSE 'dead_letter' END,
-           locked_until = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN now() + make_interval(secs => p_lease_seconds) END,
-           worker_id = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN p_worker END,
-           error_kind = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN i.error_kind ELSE 'permanent' END,
-           last_error = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN i.last_error
+       SET status = CASE WHEN d.valid THEN 'processing' ELSE 'dead_letter' END,
+           locked_until = CASE WHEN d.valid THEN now() + make_interval(secs => p_lease_seconds) END,
+           worker_id = CASE WHEN d.valid THEN p_worker END,
+           error_kind = CASE WHEN d.valid THEN i.error_kind ELSE 'permanent' END,
+           last_error = CASE WHEN d.valid THEN i.last_error
                         ELSE format('id "%s" is not a valid %s: no source row can have it', i.row_id, t.id_type) END,
            updated_at = now()
       FROM due d

@@ -164,6 +164,40 @@ describe("one bad input never stalls a target", () => {
     ).toBe("dead_letter");
   });
 
+  it("the claim judges every spelling of a bigint id as the full check does (its fast path only for plain digits)", async () => {
+    await createDocuments(db, { table: "spell_docs", rows: 3 });
+    await registerDocuments(db.store, { name: "spell_docs", table: "spell_docs" });
+    const spellings = {
+      " 2": "valid", // blanks and a sign take the full check
+      "+3": "valid",
+      "0001": "valid",
+      "-5": "valid",
+      "999999999999999999": "valid", // 18 digits: the fast path
+      "9223372036854775807": "valid", // 19 digits: the full check, in range
+      "9223372036854775808": "invalid",
+      "12e3": "invalid",
+      "": "invalid",
+    } as const;
+    const id = targetId("spell_docs");
+    for (const spelling of Object.keys(spellings)) {
+      await db.query(`INSERT INTO embedding_items (target_id, row_id) VALUES (${id}, $1)`, [spelling]);
+    }
+    await db.store.claim("spell_docs", "w", 50, 60);
+    const states = await db.query<{ row_id: string; status: string }>(
+      `SELECT row_id, status FROM embedding_items WHERE target_id = ${id} AND row_id = ANY ($1)`,
+      [Object.keys(spellings)],
+    );
+    const seen = Object.fromEntries(states.map((s) => [s.row_id, s.status]));
+    // A valid id is leased (no source row has that exact text, so it is then ended as gone); an
+    // invalid one is dead-lettered and stays.
+    for (const [spelling, verdict] of Object.entries(spellings)) {
+      expect([spelling, seen[spelling] ?? "gone"]).toEqual([
+        spelling,
+        verdict === "valid" ? "gone" : "dead_letter",
+      ]);
+    }
+  });
+
   it("with one target's table dropped, status and metrics still report every other target", async () => {
     await createDocuments(db, { table: "ok_docs", rows: 4 });
     await createDocuments(db, { table: "drop_docs", rows: 4 });
