@@ -27,8 +27,9 @@ export interface TruncatedText {
 
 /** Cuts `text` to at most `maxTokens` tokens, on a token boundary. */
 export function truncateToTokens(text: string, maxTokens: number): TruncatedText {
-  // isWithinTokenLimit stops encoding at the limit, so the common short row never pays for a full encode.
-  const within = isWithinTokenLimit(text, maxTokens, PLAIN_TEXT);
+  // A plain count for the common short row (the early-exit generator costs about twice as much per
+  // token); the early exit only for texts long enough to be worth stopping in (see tokensWithin).
+  const within = tokensWithin(text, maxTokens);
   if (within !== false) return { text, tokens: within, truncated: false };
 
   const ids = encode(text, PLAIN_TEXT);
