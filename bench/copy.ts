@@ -1,61 +1,25 @@
+import { pipeline } from "node:stream/promises";
 import type pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
 
 /**
- * COPY ... FROM STDIN (FORMAT binary) over node-postgres without pg-copy-streams (not installed):
- * a minimal "submittable" (the hook pg's Client offers for custom protocol flows) that answers the
- * server's CopyInResponse with ready-made CopyData chunks. Used only by the raw-database ceiling.
+ * COPY ... FROM STDIN (FORMAT binary) for the raw-database ceiling, through pg-copy-streams (the
+ * maintained COPY sub-protocol for node-postgres). Only the binary tuple encoding is ours: it is
+ * small and specific to the (id bigint, embedding real[]) rows the ceiling writes.
  */
 
 const SIGNATURE = Buffer.from("PGCOPY\n\xff\r\n\0", "latin1");
 const FLOAT4_OID = 700;
+/** Pieces of ≤ 1 MB: pg-copy-streams sends each write as CopyData messages, and a socket write of 1 MB stays cheap. */
+const PIECE_BYTES = 1 << 20;
 
-class CopyIn {
-  private error: Error | undefined;
-  private rowCount = 0;
-
-  constructor(
-    readonly text: string,
-    private readonly chunks: readonly Buffer[],
-    private readonly settle: (err: Error | undefined, rows: number) => void,
-  ) {}
-
-  submit(connection: { query(text: string): void }): void {
-    connection.query(this.text);
-  }
-
-  handleCopyInResponse(connection: { sendCopyFromChunk(b: Buffer): void; endCopyFrom(): void }): void {
-    for (const chunk of this.chunks) connection.sendCopyFromChunk(chunk);
-    connection.endCopyFrom();
-  }
-
-  handleCommandComplete(msg: { text: string }): void {
-    this.rowCount = Number(msg.text.split(" ").pop() ?? 0);
-  }
-
-  handleError(err: Error): void {
-    this.error ??= err;
-  }
-
-  handleReadyForQuery(): void {
-    this.settle(this.error, this.rowCount);
-  }
-
-  handleRowDescription(): void {}
-  handleDataRow(): void {}
-  handleEmptyQuery(): void {}
-  handlePortalSuspended(): void {}
-  handleCopyData(): void {}
-}
-
-/** Runs `COPY <table> FROM STDIN (FORMAT binary)` with `data` as the whole stream; resolves to rows copied. */
-export function copyIn(client: pg.PoolClient | pg.Client, sql: string, data: Buffer): Promise<number> {
-  // CopyData messages of ≤ 1 MB keep the socket writes reasonable.
-  const chunks: Buffer[] = [];
-  for (let i = 0; i < data.length; i += 1 << 20) chunks.push(data.subarray(i, i + (1 << 20)));
-  return new Promise((resolve, reject) => {
-    const q = new CopyIn(sql, chunks, (err, rows) => (err ? reject(err) : resolve(rows)));
-    (client as unknown as { query(q: unknown): void }).query(q);
-  });
+/** Runs `sql` (a `COPY ... FROM STDIN`) with `data` as the whole stream; resolves to the rows copied. */
+export async function copyIn(client: pg.PoolClient | pg.Client, sql: string, data: Buffer): Promise<number> {
+  const stream = client.query(copyFrom(sql));
+  await pipeline(function* () {
+    for (let i = 0; i < data.length; i += PIECE_BYTES) yield data.subarray(i, i + PIECE_BYTES);
+  }, stream);
+  return stream.rowCount;
 }
 
 /**
@@ -73,6 +37,7 @@ export function encodeIdVectorRows(ids: readonly number[], vectorOf: (i: number)
   o = out.writeInt32BE(0, o);
   for (let r = 0; r < ids.length; r++) {
     const v = vectorOf(r);
+    if (v.length !== dims) throw new Error(`row ${ids[r]}: ${v.length} floats, expected ${dims}`);
     o = out.writeInt16BE(2, o);
     o = out.writeInt32BE(8, o);
     o = out.writeBigInt64BE(BigInt(ids[r]!), o);

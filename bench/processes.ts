@@ -4,13 +4,22 @@ import { fileURLToPath } from "node:url";
 import type { FakeOpenAIBehavior, FakeOpenAIStats } from "../test/support/fake-openai.js";
 import type { WorkerResult, WorkerTask } from "./worker.js";
 
-/** Child processes of the benchmark: the fake provider (one per run) and one worker per scenario. */
+/**
+ * Child processes of the benchmark: the fake provider (one per run), one worker per scenario, and the
+ * `embeddings` CLI of the cli scenarios (bench/cli-run.ts).
+ */
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 // The children are TypeScript too: run them through tsx, as `npm run bench` runs this file.
 const EXEC_ARGV = ["--import", "tsx"];
 
 const children = new Set<ChildProcess>();
+
+/** Counts `child` among the processes killChildren ends, until it exits. */
+export function track(child: ChildProcess): void {
+  children.add(child);
+  child.once("exit", () => children.delete(child));
+}
 
 /** Kills every child still alive (by its own pid): used on the way out, normal or not. */
 export function killChildren(): void {
@@ -32,8 +41,7 @@ export async function startFakeServer(): Promise<FakeServer> {
     execArgv: EXEC_ARGV,
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
-  children.add(child);
-  child.on("exit", () => children.delete(child));
+  track(child);
   const url = await new Promise<string>((resolve, reject) => {
     child.once("message", (m: { ready?: boolean; url?: string }) =>
       m.ready && m.url ? resolve(m.url) : reject(new Error("fake server did not start")),
@@ -74,33 +82,34 @@ export async function startFakeServer(): Promise<FakeServer> {
   };
 }
 
-/** Runs one scenario in a fresh worker process; rejects on failure or after `timeoutMs`. */
+/**
+ * Runs one scenario in a fresh worker process; resolves once the worker has sent its result AND
+ * exited (so its CPU time is reaped before the next scenario starts); rejects on failure or after
+ * `timeoutMs`.
+ */
 export function runWorker(task: WorkerTask, timeoutMs: number): Promise<WorkerResult> {
   const child = fork(join(HERE, "worker.ts"), [JSON.stringify(task)], {
     execArgv: EXEC_ARGV,
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });
-  children.add(child);
+  track(child);
   return new Promise<WorkerResult>((resolve, reject) => {
     let settled = false;
+    let answer: { ok: boolean; result?: WorkerResult; error?: string } | undefined;
     const timer = setTimeout(() => {
       settled = true;
       child.kill("SIGKILL");
       reject(new Error(`worker timed out after ${Math.round(timeoutMs / 1000)} s`));
     }, timeoutMs);
     child.on("message", (m: { ok: boolean; result?: WorkerResult; error?: string }) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      if (m.ok && m.result) resolve(m.result);
-      else reject(new Error(m.error ?? "worker failed"));
+      answer ??= m;
     });
     child.on("exit", (code, signal) => {
-      children.delete(child);
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      reject(new Error(`worker exited (${code ?? signal}) without a result`));
+      if (answer?.ok && answer.result) resolve(answer.result);
+      else reject(new Error(answer?.error ?? `worker exited (${code ?? signal}) without a result`));
     });
   });
 }

