@@ -91,7 +91,7 @@ function withBaselines(list: Scenario[]): Scenario[] {
     out.push(s);
   };
   for (const s of list) {
-    if (COMPARED.has(s.group)) add(ceiling(s.rows, s.dims));
+    if (COMPARED.has(s.group)) add(ceiling(s.rows, s.dims, s.storage));
     if (s.group === "inngest") add(e2e(s.rows, s.batchSize, s.parallelism, s.dims));
     out.push(s);
   }
@@ -216,7 +216,10 @@ async function loadTable(c: pg.Client, scenario: Scenario): Promise<void> {
   if (scenario.group === "chunks") return createTranscriptTable(c, scenario.rows);
   // The timeout scenario's chunk sets are recorded directly (bench/chunk-timeout.ts): short documents do.
   if (scenario.group === "chunk-timeout") return createTranscriptTable(c, scenario.rows, () => 3);
-  return createBenchTable(c, scenario.rows);
+  await createBenchTable(c, scenario.rows);
+  if (scenario.storage === "external") {
+    await c.query(`ALTER TABLE public.${TABLE} ALTER COLUMN embedding SET STORAGE EXTERNAL`);
+  }
 }
 
 async function runScenario(

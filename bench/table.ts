@@ -73,7 +73,8 @@ export function summarise(m: Measured, all: readonly Measured[]): Summary {
     (o) =>
       o.scenario.group === "ceiling" &&
       o.scenario.rows === scenario.rows &&
-      o.scenario.dims === scenario.dims,
+      o.scenario.dims === scenario.dims &&
+      o.scenario.storage === scenario.storage,
   );
   const ceilingRate = ceiling ? rate(ceiling) : null;
   let allowedRowsPerSec: number | null = null;
@@ -198,7 +199,7 @@ export function printTable(measured: readonly Measured[]): string {
       notes = `claim ${fmt(s.msPerBatch.claim ?? 0, 1)} / embed ${fmt(s.msPerBatch.provider ?? 0, 1)} / write ${fmt(writeMs(s)!, 1)} ms per batch`;
     }
     return [
-      GROUP_TITLE[scenario.group],
+      GROUP_TITLE[scenario.group] + (scenario.storage === "external" ? ", column STORAGE EXTERNAL" : ""),
       rowsLabel(scenario.rows),
       String(scenario.dims),
       scenario.group === "ceiling" ? `${scenario.ceilingChunk}` : String(scenario.batchSize),
