@@ -189,7 +189,7 @@ describe("embeddings estimate", () => {
       await cli(["estimate", "est_small", "--reembed", "--batch-size", "20", "--json"], env),
     );
     expect(limited.requests).toBe(Math.ceil(limited.inputs / 20));
-    // 15 requests at 10 RPM paced at 99 %: the request limit binds, not the tokens.
+    // 15 requests at 10 RPM paced at 99.5 %: the request limit binds, not the tokens.
     expect(limited.time).toMatchObject({
       limitedBy: "requests",
       seconds: Math.ceil((limited.requests / (10 * (1 - DEFAULT_HEADROOM))) * 60),

@@ -157,12 +157,12 @@ describe("rate governor", () => {
     expect(await grantTimes(governor, clock, [1, 1])).toEqual([0, 1000]);
   });
 
-  it("keeps 1% of the rate and 5% of the burst window unused by default, so jitter does not turn pacing into 429s", async () => {
+  it("keeps 0.5% of the rate and 15% of the burst window unused by default, so jitter does not turn pacing into 429s", async () => {
     const { clock, now, sleep } = fakeClock();
     const governor = createRateGovernor({ tokensPerMinute: 60_000, now, sleep });
 
-    // 950 of the second's 1,000 tokens held, refilled at 0.99 per ms: 99 more tokens take 100 ms.
-    expect(await grantTimes(governor, clock, [950, 99])).toEqual([0, 100]);
+    // 850 of the second's 1,000 tokens held, refilled at 0.995 per ms: 199 more tokens take 200 ms.
+    expect(await grantTimes(governor, clock, [850, 199])).toEqual([0, 200]);
   });
 
   it("holds one second of each limit by default, then paces at the refill rate", async () => {
@@ -308,6 +308,36 @@ describe("rate governor at the start of a process", () => {
     for (const permit of warm) answer(permit, 1000);
 
     expect(governor.snapshot().tokensAvailable).toBe(607);
+  });
+
+  it("gives back no more than keeps a request larger than the window a whole window after the one before", async () => {
+    const { clock, now, sleep } = fakeClock();
+    const governor = createRateGovernor({
+      tokensPerMinute: 60_000,
+      holdUntilFirstAnswer: true,
+      now,
+      sleep,
+      ...EXACT,
+    });
+    const answer = (permit: RatePermit) =>
+      governor.observe({ ...limits, "x-ratelimit-remaining-tokens": "1000" }, permit);
+
+    const first = await governor.acquire(1500);
+    clock.t = 700;
+    answer(first);
+    clock.t = 1300;
+    const small = await Promise.all([1, 1].map((n) => governor.acquire(n)));
+    clock.t = 1900;
+    for (const permit of small) answer(permit);
+    // 1,500 tokens, a window and a half: granted at 2,202 ms, when the bucket is full again.
+    const big = await governor.acquire(1500);
+    expect(clock.t).toBe(2202);
+    clock.t = 2802;
+    answer(big);
+
+    // Round trips of 600 ms, but a server that charges at most the window is emptied by the 1,500
+    // tokens: 500 ms back keeps the next such request 1,000 ms after this one.
+    expect(governor.snapshot().tokensAvailable).toBe(600);
   });
 
   it("with holdUntilFirstAnswer and no answer at all, counts refill again after 5 s", async () => {

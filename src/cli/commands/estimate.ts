@@ -67,7 +67,7 @@ export function formatEstimate(e: Estimate): string {
   lines.push(
     t.seconds === null
       ? `  time      unknown: ${t.note}`
-      : `  time      ~${formatDuration(t.seconds)} at ${limits} (EMBEDDINGS_RPM / EMBEDDINGS_TPM, paced at ${Math.round(100 * (1 - DEFAULT_HEADROOM))} %; bound by ${t.limitedBy})${t.note ? `; ${t.note}` : ""}`,
+      : `  time      ~${formatDuration(t.seconds)} at ${limits} (EMBEDDINGS_RPM / EMBEDDINGS_TPM, paced at ${Number((100 * (1 - DEFAULT_HEADROOM)).toFixed(1))} %; bound by ${t.limitedBy})${t.note ? `; ${t.note}` : ""}`,
   );
   return lines.join("\n");
 }

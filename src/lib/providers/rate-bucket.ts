@@ -32,6 +32,8 @@ export interface Bucket {
   pausedUntil: number;
   /** Total taken off both levels because the server reported less than the model. */
   corrected: number;
+  /** What the last granted request took. */
+  lastNeed: number;
 }
 
 /** Floating-point slack so that sleeping exactly the computed wait is always enough. */
@@ -72,6 +74,7 @@ export function newBucket(perMinute: number | undefined, shape: Shape, now: numb
     updatedAt: now,
     pausedUntil: 0,
     corrected: 0,
+    lastNeed: 0,
   };
   if (perMinute !== undefined && perMinute > 0) {
     setLimit(bucket, perMinute, shape);
@@ -84,6 +87,23 @@ export function newBucket(perMinute: number | undefined, shape: Shape, now: numb
 export function add(bucket: Bucket, ms: number): void {
   if (bucket.limit === 0 || !(ms > 0)) return;
   for (const l of [bucket.pace, bucket.server]) l.level = Math.min(l.capacity, l.level + ms * l.ratePerMs);
+}
+
+/**
+ * Adds refill the server is known to have had (the governor's give-back after its start). A request
+ * larger than the window empties a server that charges at most the window, whatever it had banked,
+ * so no more is added than keeps the next grant a whole window, plus the burst headroom, after it.
+ */
+export function credit(bucket: Bucket, ms: number): void {
+  const { pace, server } = bucket;
+  if (bucket.limit === 0) return;
+  let most = ms;
+  if (bucket.lastNeed > pace.capacity) {
+    const spacing = Math.min(bucket.lastNeed, pace.ratePerMs * MINUTE_MS) / pace.ratePerMs;
+    const window = (2 * server.capacity - pace.capacity) / server.ratePerMs;
+    most = Math.min(most, spacing - window);
+  }
+  add(bucket, most);
 }
 
 /** Refills up to `now`; no refill counts before `from` (the governor's hold at the start). */
@@ -112,6 +132,7 @@ export function waitMs(bucket: Bucket, need: number, now: number, refillFrom: nu
  * against a 1M TPM limit). No request costs more than a minute of the limit: the server refuses those.
  */
 export function debit(bucket: Bucket, need: number): Expected | undefined {
+  bucket.lastNeed = need;
   if (bucket.limit === 0) return undefined;
   for (const l of [bucket.pace, bucket.server]) l.level -= Math.min(need, l.ratePerMs * MINUTE_MS);
   return { level: bucket.server.level, corrected: bucket.corrected };
