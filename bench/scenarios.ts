@@ -204,8 +204,7 @@ export function scenarios(options: { large: boolean; quick: boolean }): Scenario
   // Enough batches in flight to keep the governor busy when a cycle (claim + 300 ms + write) takes
   // ~0.55 s at batch 20 and ~0.9 s at batch 100, as measured at load 6-7 on this machine: the limit
   // needs 17 requests/s of 20 rows (16 × 20 rows ÷ 0.55 s = 580 rows/s), 3.4 of 100 (6 × 100 ÷ 0.9 s
-  // = 670), 0.7 of 500 (one ~24,400-token request per 1.5 s; 2 workers cycle in ~1 s each). 16 × 20
-  // rows also fits the one second of budget the governor starts with (15,680 of 15,833 tokens).
+  // = 670), 0.7 of 500 (one ~24,400-token request per 1.5 s; 2 workers cycle in ~1 s each).
   list.push(limited(20_000, 20, 16), limited(20_000, 100, 6), limited(20_000, PACKED, 2));
   list.push(inngest(10_000, 100, 4, 1));
   // The CLI's defaults (batch 20, parallelism 2), then the settings that were fastest for rows.
