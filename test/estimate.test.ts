@@ -6,6 +6,7 @@ import { EmbeddingStore } from "../src/lib/db/store.js";
 import { createSupabaseApi } from "../src/lib/db/supabase.js";
 import type { Estimate } from "../src/lib/ops/estimate.js";
 import type { StatusSnapshot } from "../src/lib/ops/status.js";
+import { DEFAULT_HEADROOM } from "../src/lib/providers/rate-governor.js";
 import { testConfig, testContext } from "./support/app.js";
 import { runCliInProcess } from "./support/cli.js";
 import { type FakeOpenAI, startFakeOpenAI } from "./support/fake-openai.js";
@@ -188,10 +189,10 @@ describe("embeddings estimate", () => {
       await cli(["estimate", "est_small", "--reembed", "--batch-size", "20", "--json"], env),
     );
     expect(limited.requests).toBe(Math.ceil(limited.inputs / 20));
-    // 15 requests at 10 RPM paced at 95 %: the request limit binds, not the tokens.
+    // 15 requests at 10 RPM paced at 99.5 %: the request limit binds, not the tokens.
     expect(limited.time).toMatchObject({
       limitedBy: "requests",
-      seconds: Math.ceil((limited.requests / (10 * 0.95)) * 60),
+      seconds: Math.ceil((limited.requests / (10 * (1 - DEFAULT_HEADROOM))) * 60),
       requestsPerMinute: 10,
       tokensPerMinute: 1_000_000,
     });

@@ -2,8 +2,13 @@ import { describe, expect, it } from "vitest";
 import {
   createRateGovernor,
   parseResetDuration,
+  type RatePermit,
   retryAfterMsFromHeaders,
 } from "../src/lib/providers/rate-governor.js";
+
+const MINUTE = 60_000;
+/** No headroom at all, so the arithmetic in a test's comments is exact. */
+const EXACT = { headroom: 0, burstHeadroom: 0 };
 
 /** A clock that only moves when the governor sleeps, so every wait is exact and instant. */
 function fakeClock() {
@@ -68,7 +73,7 @@ describe("retryAfterMsFromHeaders", () => {
 describe("rate governor", () => {
   it("lets a minute's request budget through, then paces at the refill rate", async () => {
     const { clock, now, sleep } = fakeClock();
-    const governor = createRateGovernor({ requestsPerMinute: 60, now, sleep, headroom: 0 });
+    const governor = createRateGovernor({ requestsPerMinute: 60, burstMs: MINUTE, now, sleep, ...EXACT });
 
     const times = await grantTimes(governor, clock, Array(62).fill(1));
 
@@ -78,7 +83,7 @@ describe("rate governor", () => {
 
   it("waits until the token budget covers the whole request", async () => {
     const { clock, now, sleep } = fakeClock();
-    const governor = createRateGovernor({ tokensPerMinute: 1000, now, sleep, headroom: 0 });
+    const governor = createRateGovernor({ tokensPerMinute: 1000, burstMs: MINUTE, now, sleep, ...EXACT });
 
     // 600 + 600 needs 200 more tokens at 1000/min: 12 s.
     expect(await grantTimes(governor, clock, [600, 600])).toEqual([0, 12_000]);
@@ -152,12 +157,38 @@ describe("rate governor", () => {
     expect(await grantTimes(governor, clock, [1, 1])).toEqual([0, 1000]);
   });
 
-  it("keeps 5% of the limit unused by default, so jitter does not turn pacing into 429s", async () => {
+  it("keeps 0.5% of the rate and 15% of the burst window unused by default, so jitter does not turn pacing into 429s", async () => {
     const { clock, now, sleep } = fakeClock();
-    const governor = createRateGovernor({ tokensPerMinute: 1000, now, sleep });
+    const governor = createRateGovernor({ tokensPerMinute: 60_000, now, sleep });
 
-    // 950 usable tokens per minute: the second request waits for 95 tokens, 6 s.
-    expect(await grantTimes(governor, clock, [950, 95])).toEqual([0, 6000]);
+    // 850 of the second's 1,000 tokens held, refilled at 0.995 per ms: 199 more tokens take 200 ms.
+    expect(await grantTimes(governor, clock, [850, 199])).toEqual([0, 200]);
+  });
+
+  it("holds one second of each limit by default, then paces at the refill rate", async () => {
+    const { clock, now, sleep } = fakeClock();
+    const governor = createRateGovernor({ requestsPerMinute: 600, now, sleep, ...EXACT });
+
+    const times = await grantTimes(governor, clock, Array(12).fill(1));
+
+    expect(times).toEqual([...Array(10).fill(0), 100, 200]);
+  });
+
+  it("sends a request larger than the burst window when the bucket is full, and pays back its excess before the next", async () => {
+    const { clock, now, sleep } = fakeClock();
+    // 1,000 tokens per second, one second held: 2,500 tokens leave it 1,500 in debt.
+    const governor = createRateGovernor({ tokensPerMinute: 60_000, now, sleep, ...EXACT });
+
+    expect(await grantTimes(governor, clock, [2500, 100])).toEqual([0, 1600]);
+  });
+
+  it("learns a limit from headers and holds one burst window of it", async () => {
+    const { clock, now, sleep } = fakeClock();
+    const governor = createRateGovernor({ now, sleep, ...EXACT });
+
+    governor.observe({ "x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "600" });
+
+    expect(await grantTimes(governor, clock, Array(12).fill(1))).toEqual([...Array(10).fill(0), 100, 200]);
   });
 
   it("drops an aborted waiter without blocking the ones behind it", async () => {
@@ -169,5 +200,156 @@ describe("rate governor", () => {
 
     await expect(aborted).rejects.toThrow("cancelled");
     expect(governor.snapshot().waiting).toBe(0);
+  });
+});
+
+describe("rate governor reading the server's remaining budget", () => {
+  const limits = { "x-ratelimit-limit-tokens": "60000" };
+
+  it("does not wait out a request's latency again when the answer reports only this process's traffic", async () => {
+    const { clock, now, sleep } = fakeClock();
+    const governor = createRateGovernor({ tokensPerMinute: 60_000, now, sleep, ...EXACT });
+
+    // The whole one-second window, admitted by the server 300 ms later, when its bucket was still full.
+    const permit = await governor.acquire(1000);
+    clock.t = 300;
+    governor.observe({ ...limits, "x-ratelimit-remaining-tokens": "0" }, permit);
+
+    expect(governor.snapshot().tokensAvailable).toBe(300);
+    expect(await grantTimes(governor, clock, [1000])).toEqual([1000]);
+  });
+
+  it("reads an answer without its permit as the level now: safe, but the latency is waited again", async () => {
+    const { clock, now, sleep } = fakeClock();
+    const governor = createRateGovernor({ tokensPerMinute: 60_000, now, sleep, ...EXACT });
+
+    await governor.acquire(1000);
+    clock.t = 300;
+    governor.observe({ ...limits, "x-ratelimit-remaining-tokens": "0" });
+
+    expect(await grantTimes(governor, clock, [1000])).toEqual([1300]);
+  });
+
+  it("takes off what another process spent on the key once, however many requests were in flight", async () => {
+    const { clock, now, sleep } = fakeClock();
+    const governor = createRateGovernor({ tokensPerMinute: 60_000, now, sleep, ...EXACT });
+
+    const permits = await Promise.all([100, 100, 100, 100].map((n) => governor.acquire(n)));
+    // Another process spent 300 tokens before the server counted ours: each answer shows 300 fewer.
+    for (const [i, permit] of permits.entries()) {
+      governor.observe({ ...limits, "x-ratelimit-remaining-tokens": String(600 - 100 * i) }, permit);
+    }
+
+    // 600 left of the 1,000 by our own count, minus the 300.
+    expect(governor.snapshot().tokensAvailable).toBe(300);
+    expect(await grantTimes(governor, clock, [400])).toEqual([100]);
+  });
+
+  it("counts a report short by less than the burst headroom as jitter", async () => {
+    const { now, sleep } = fakeClock();
+    // 2 % burst headroom: the governor holds 980 of the server's 1,000; reports may be 20 short.
+    const governor = createRateGovernor({
+      tokensPerMinute: 60_000,
+      now,
+      sleep,
+      headroom: 0,
+      burstHeadroom: 0.02,
+    });
+
+    const first = await governor.acquire(100);
+    governor.observe({ ...limits, "x-ratelimit-remaining-tokens": "885" }, first);
+    expect(governor.snapshot().tokensAvailable).toBe(880);
+
+    const second = await governor.acquire(100);
+    governor.observe({ ...limits, "x-ratelimit-remaining-tokens": "750" }, second);
+    // Expected 800: 50 short, 20 of it tolerated.
+    expect(governor.snapshot().tokensAvailable).toBe(750);
+  });
+
+  it("follows a server whose window is shorter than the governor's burst", async () => {
+    const { clock, now, sleep } = fakeClock();
+    const governor = createRateGovernor({ requestsPerMinute: 600, now, sleep, ...EXACT });
+
+    // The server holds 100 ms (1 request), the governor assumes 1 s (10).
+    const permit = await governor.acquire(1);
+    governor.observe({ "x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "0" }, permit);
+
+    expect(await grantTimes(governor, clock, [1, 1])).toEqual([100, 200]);
+  });
+});
+
+describe("rate governor at the start of a process", () => {
+  const limits = { "x-ratelimit-limit-tokens": "60000" };
+
+  it("with holdUntilFirstAnswer, counts no refill before the first answer, then gives back a warm round trip", async () => {
+    const { clock, now, sleep } = fakeClock();
+    const governor = createRateGovernor({
+      tokensPerMinute: 60_000,
+      holdUntilFirstAnswer: true,
+      now,
+      sleep,
+      ...EXACT,
+    });
+    const answer = (permit: RatePermit, remaining: number) =>
+      governor.observe({ ...limits, "x-ratelimit-remaining-tokens": String(remaining) }, permit);
+
+    // The first request takes 700 ms to its answer: the server does not refill before it counts it.
+    const first = await governor.acquire(1000);
+    clock.t = 700;
+    expect(governor.snapshot().tokensAvailable).toBe(0);
+    answer(first, 0);
+
+    // Three requests sent after it, answered in 300 ms: the server counted the first one about 300 ms
+    // before its answer, so refill from 400 ms on is what it has.
+    clock.t = 710;
+    const warm = await Promise.all([1, 1, 1].map((n) => governor.acquire(n)));
+    clock.t = 1010;
+    expect(governor.snapshot().tokensAvailable).toBe(307);
+    for (const permit of warm) answer(permit, 1000);
+
+    expect(governor.snapshot().tokensAvailable).toBe(607);
+  });
+
+  it("gives back no more than keeps a request larger than the window a whole window after the one before", async () => {
+    const { clock, now, sleep } = fakeClock();
+    const governor = createRateGovernor({
+      tokensPerMinute: 60_000,
+      holdUntilFirstAnswer: true,
+      now,
+      sleep,
+      ...EXACT,
+    });
+    const answer = (permit: RatePermit) =>
+      governor.observe({ ...limits, "x-ratelimit-remaining-tokens": "1000" }, permit);
+
+    const first = await governor.acquire(1500);
+    clock.t = 700;
+    answer(first);
+    clock.t = 1300;
+    const small = await Promise.all([1, 1].map((n) => governor.acquire(n)));
+    clock.t = 1900;
+    for (const permit of small) answer(permit);
+    // 1,500 tokens, a window and a half: granted at 2,202 ms, when the bucket is full again.
+    const big = await governor.acquire(1500);
+    expect(clock.t).toBe(2202);
+    clock.t = 2802;
+    answer(big);
+
+    // Round trips of 600 ms, but a server that charges at most the window is emptied by the 1,500
+    // tokens: 500 ms back keeps the next such request 1,000 ms after this one.
+    expect(governor.snapshot().tokensAvailable).toBe(600);
+  });
+
+  it("with holdUntilFirstAnswer and no answer at all, counts refill again after 5 s", async () => {
+    const { clock, now, sleep } = fakeClock();
+    const governor = createRateGovernor({
+      tokensPerMinute: 60_000,
+      holdUntilFirstAnswer: true,
+      now,
+      sleep,
+      ...EXACT,
+    });
+
+    expect(await grantTimes(governor, clock, [1000, 500])).toEqual([0, 5500]);
   });
 });

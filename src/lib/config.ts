@@ -34,6 +34,8 @@ export const configSchema = z.object({
   OPENAI_MAX_RETRIES: int(0, 10).default(0),
   EMBEDDINGS_RPM: int(1, 1_000_000).optional(),
   EMBEDDINGS_TPM: int(1, 1_000_000_000).optional(),
+  // How much of each limit the rate governor spends at once; OpenAI enforces over short windows.
+  EMBEDDINGS_BURST_MS: int(1, 60_000).default(1000),
   EMBEDDINGS_PRICES: z
     .string()
     .optional()

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import type { AppContext } from "../../lib/context.js";
 import { type Estimate, estimateTarget } from "../../lib/ops/estimate.js";
+import { DEFAULT_HEADROOM } from "../../lib/providers/rate-governor.js";
 import { positiveInt } from "../args.js";
 import type { Cli } from "../io.js";
 import { formatDuration } from "../status-format.js";
@@ -66,7 +67,7 @@ export function formatEstimate(e: Estimate): string {
   lines.push(
     t.seconds === null
       ? `  time      unknown: ${t.note}`
-      : `  time      ~${formatDuration(t.seconds)} at ${limits} (EMBEDDINGS_RPM / EMBEDDINGS_TPM, paced at 95 %; bound by ${t.limitedBy})${t.note ? `; ${t.note}` : ""}`,
+      : `  time      ~${formatDuration(t.seconds)} at ${limits} (EMBEDDINGS_RPM / EMBEDDINGS_TPM, paced at ${Number((100 * (1 - DEFAULT_HEADROOM)).toFixed(1))} %; bound by ${t.limitedBy})${t.note ? `; ${t.note}` : ""}`,
   );
   return lines.join("\n");
 }

@@ -25,13 +25,16 @@ export function openAIKeyProblem(key: string | undefined): string | null {
  */
 let sharedGovernor: { key: string; governor: RateGovernor } | null = null;
 function governorFor(config: Config): RateGovernor {
-  const key = `${config.EMBEDDINGS_RPM ?? ""}/${config.EMBEDDINGS_TPM ?? ""}`;
+  const key = `${config.EMBEDDINGS_RPM ?? ""}/${config.EMBEDDINGS_TPM ?? ""}/${config.EMBEDDINGS_BURST_MS}`;
   if (!sharedGovernor || sharedGovernor.key !== key) {
     sharedGovernor = {
       key,
       governor: createRateGovernor({
         requestsPerMinute: config.EMBEDDINGS_RPM,
         tokensPerMinute: config.EMBEDDINGS_TPM,
+        burstMs: config.EMBEDDINGS_BURST_MS,
+        // The OpenAI provider observes every answer with its permit, which the hold relies on.
+        holdUntilFirstAnswer: true,
       }),
     };
   }

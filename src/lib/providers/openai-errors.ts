@@ -6,7 +6,7 @@ import {
   TargetConfigError,
   TransientError,
 } from "../errors.js";
-import type { RateGovernor } from "./rate-governor.js";
+import type { RateGovernor, RatePermit } from "./rate-governor.js";
 import { retryAfterMsFromHeaders } from "./rate-headers.js";
 
 /** OpenAI SDK failures classified, and the redaction every message passes through first. */
@@ -24,6 +24,8 @@ export interface ClassifyContext {
   shownURL: string;
   redact: (text: string) => string;
   governor?: RateGovernor;
+  /** The governor's grant for the failed request, handed back with its headers. */
+  permit?: RatePermit;
   /** What to change when the server rejects the request's dimensions or model for every input. */
   dimensionFix: () => string;
 }
@@ -33,7 +35,7 @@ export interface ClassifyContext {
  * one input, that input's own failure ("input": the batch is split to find it).
  */
 export function classifyOpenAIError(err: unknown, ctx: ClassifyContext): Classified {
-  const { signal, timeoutMs, model, shownURL, redact, governor, dimensionFix } = ctx;
+  const { signal, timeoutMs, model, shownURL, redact, governor, permit, dimensionFix } = ctx;
   // A caller's abort (cancel, shutdown) is not a provider failure and must not be retried as one.
   if (err instanceof APIUserAbortError || signal?.aborted) {
     return { kind: "throw", error: asError(signal?.reason ?? err) };
@@ -48,7 +50,7 @@ export function classifyOpenAIError(err: unknown, ctx: ClassifyContext): Classif
       error: new MalformedResponseError(`unreadable OpenAI response: ${redact(errorMessage(err))}`),
     };
   }
-  if (err.headers) governor?.observe(err.headers);
+  if (err.headers) governor?.observe(err.headers, permit);
   const status = err.status;
   const detail = redact(providerMessage(err));
   const retryAfterMs = err.headers ? retryAfterMsFromHeaders(err.headers) : undefined;

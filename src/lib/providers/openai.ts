@@ -90,7 +90,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): EmbeddingP
 
   async function request(items: Item[], tally: Tally, results: ItemResult[], signal?: AbortSignal) {
     const requestTokens = items.reduce((sum, item) => sum + item.tokens, 0);
-    await governor?.acquire(requestTokens, signal);
+    const permit = await governor?.acquire(requestTokens, signal);
     tally.requests += 1;
     let body: unknown;
     try {
@@ -107,7 +107,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): EmbeddingP
           { signal },
         )
         .withResponse();
-      governor?.observe(response.headers);
+      governor?.observe(response.headers, permit);
       body = data;
     } catch (err) {
       const failure = classifyOpenAIError(err, {
@@ -117,6 +117,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): EmbeddingP
         shownURL,
         redact,
         governor,
+        permit,
         dimensionFix,
       });
       if (failure.kind === "throw") throw failure.error;
