@@ -24,6 +24,11 @@ function extractFunction(sql: string, name: string): string {
 /** Puts the old embedding_claim and embedding_write back into one scenario database. */
 export async function installLegacySql(client: pg.Client): Promise<void> {
   const core = await readFile(LEGACY_SQL, "utf8");
+  // Today's embedding_write takes every argument after p_worker with a default (binary vectors,
+  // 20261201170000): beside the legacy one, a named call would match both.
+  await client.query(
+    "DROP FUNCTION public.embedding_write(text, text, text[], text[], text[], integer[], boolean[], real[], integer[])",
+  );
   for (const fn of ["embedding_claim", "embedding_write"]) await client.query(extractFunction(core, fn));
 }
 

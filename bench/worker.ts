@@ -1,21 +1,20 @@
 import pg from "pg";
+import { limitHeapGrowth } from "../src/cli/heap.js";
 import { runTarget } from "../src/lib/core/runner.js";
 import { createPostgresApi } from "../src/lib/db/postgres.js";
 import { EmbeddingStore } from "../src/lib/db/store.js";
 import { providerForTarget } from "../src/lib/providers/index.js";
-import { fakeVector } from "../test/support/fake-openai.js";
-import { runChunkTimeout, type TimeoutResult } from "./chunk-timeout.js";
-import { type ChunkResult, runChunks } from "./chunk-worker.js";
+import type { TimeoutResult } from "./chunk-timeout.js";
+import type { ChunkResult } from "./chunk-worker.js";
 import type { CliStats } from "./cli-run.js";
-import { copyIn, encodeIdVectorRows } from "./copy.js";
 import { MODEL, registerBenchTarget, TABLE, TARGET } from "./data.js";
 import { API_KEY, BusyClock, benchConfig, memorySampler, timedApi, timedProvider } from "./instruments.js";
-import { LegacyStore } from "./legacy.js";
 
 /**
  * Child-process entry: runs ONE scenario in a fresh process, so the resident memory it reports is the
  * worker's alone (the fake provider and PostgreSQL run in processes of their own), and sends a
- * WorkerResult back over IPC.
+ * WorkerResult back over IPC. Each mode imports what only it needs when it runs, so a pipeline
+ * worker carries the modules `embeddings run` carries and no other scenario's.
  */
 
 export type WorkerMode = "pipeline" | "seeds" | "ceiling" | "inngest" | "chunks" | "chunk-timeout";
@@ -104,7 +103,7 @@ async function runPipeline(task: WorkerTask): Promise<WorkerResult> {
     undefined,
     busy,
   );
-  const store = task.legacy ? new LegacyStore(api) : new EmbeddingStore(api);
+  const store = task.legacy ? new (await import("./legacy.js")).LegacyStore(api) : new EmbeddingStore(api);
   try {
     const target = await registerBenchTarget(store, task.dims);
     const embedder = timedProvider(providerForTarget(target, config), provider, busy);
@@ -229,6 +228,8 @@ async function runSeeds(task: WorkerTask): Promise<WorkerResult> {
  * work is timed: no provider, no per-row state, no progress.
  */
 async function runCeiling(task: WorkerTask): Promise<WorkerResult> {
+  const { fakeVector } = await import("../test/support/fake-openai.js");
+  const { copyIn, encodeIdVectorRows } = await import("./copy.js");
   const chunk = task.ceilingChunk ?? 10_000;
   const client = new pg.Client({ connectionString: task.dbUrl });
   await client.connect();
@@ -374,11 +375,14 @@ const RUNNERS: Record<WorkerMode, (task: WorkerTask) => Promise<WorkerResult>> =
   seeds: runSeeds,
   ceiling: runCeiling,
   inngest: runInngest,
-  chunks: runChunks,
-  "chunk-timeout": runChunkTimeout,
+  chunks: async (task) => (await import("./chunk-worker.js")).runChunks(task),
+  "chunk-timeout": async (task) => (await import("./chunk-timeout.js")).runChunkTimeout(task),
 };
 
 const task = JSON.parse(process.argv[2] ?? "{}") as WorkerTask;
+// The modes that drive runTarget as `embeddings run` does get the heap policy its binary sets
+// (src/cli/main.ts).
+if (task.mode === "pipeline" || task.mode === "chunks") limitHeapGrowth(process.execArgv);
 RUNNERS[task.mode](task).then(
   (result) => process.send?.({ ok: true, result }, () => process.exit(0)),
   (err: unknown) => {

@@ -1,6 +1,9 @@
 #!/usr/bin/env node
+import { limitHeapGrowth } from "./heap.js";
 import { processIO } from "./io.js";
 import { buildProgram } from "./program.js";
 
 /** The `embeddings` binary: the program, on this process's arguments, streams and exit. */
-await buildProgram(processIO()).parseAsync(process.argv);
+const io = processIO();
+limitHeapGrowth([...process.execArgv, io.env.NODE_OPTIONS ?? ""]);
+await buildProgram(io).parseAsync(process.argv);

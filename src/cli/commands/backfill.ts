@@ -1,7 +1,5 @@
 import { randomUUID } from "node:crypto";
 import { type Command, Option } from "commander";
-import { inngestConfigured } from "../../functions/client.js";
-import { backfillRequested } from "../../functions/events.js";
 import { type Config, inngestDev } from "../../lib/config.js";
 import { ConfigError, errorMessage, TransientError } from "../../lib/errors.js";
 import { positiveInt } from "../args.js";
@@ -10,7 +8,8 @@ import type { Cli } from "../io.js";
 import { runRequest, runWithSignals, summaryLine } from "../run-target.js";
 import { estimateFor, formatEstimate } from "./estimate.js";
 
-function assertInngestConfigured(config: Config): void {
+async function assertInngestConfigured(config: Config): Promise<void> {
+  const { inngestConfigured } = await import("../../functions/client.js");
   if (inngestConfigured(config)) return;
   throw new ConfigError(
     "sending to Inngest needs INNGEST_EVENT_KEY (Inngest Cloud: Manage > Event keys), or INNGEST_DEV=1 for a local dev server; or run the backfill in this process with --local",
@@ -87,7 +86,9 @@ work. Watch it with: embeddings status <target> --watch, GET /status, or the das
           const sent = await cli.withContext(async (ctx) => {
             // Unknown target: a readable error now, not a failed run in the Inngest dashboard later.
             await ctx.store.getTarget(target);
-            assertInngestConfigured(ctx.config);
+            await assertInngestConfigured(ctx.config);
+            // Imported here, as in io.ts: only this route needs the Inngest SDK.
+            const { backfillRequested } = await import("../../functions/events.js");
             // The job id is chosen here, so it can be printed (and cancelled) before any run starts.
             const jobId = randomUUID();
             const data = {

@@ -1,5 +1,4 @@
 import type { Command } from "commander";
-import { inngestConfigured, sendCancelled } from "../../functions/client.js";
 import { InputError } from "../../lib/errors.js";
 import { cancelJob } from "../../lib/ops/actions.js";
 import { batchApiForTarget } from "../../lib/providers/index.js";
@@ -23,6 +22,8 @@ export function registerCancel(program: Command, cli: Cli): void {
       try {
         if (!UUID.test(jobId))
           throw new InputError(`"${jobId}" is not a job id (a UUID); embeddings status lists jobs`);
+        // Imported here, as in io.ts: the other verbs do not carry the Inngest SDK.
+        const { inngestConfigured, sendCancelled } = await import("../../functions/client.js");
         const r = await cli.withContext((ctx) =>
           cancelJob(ctx.store, jobId, {
             reason: "cancelled by the operator (embeddings cancel)",
