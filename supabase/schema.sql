@@ -79,12 +79,11 @@ ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_error_kind_che
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_pkey PRIMARY KEY (target_id, row_id);
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_status_check CHECK (status = ANY (ARRAY['pending'::text, 'processing'::text, 'chunked'::text, 'completed'::text, 'failed'::text, 'dead_letter'::text, 'parked'::text]));
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_target_id_fkey FOREIGN KEY (target_id) REFERENCES embedding_targets(id) ON DELETE CASCADE;
-CREATE INDEX embedding_items_content_idx ON public.embedding_items USING btree (target_id, content_hash) WHERE (status = 'completed'::text);
 CREATE INDEX embedding_items_due_idx ON public.embedding_items USING btree (target_id, priority DESC, next_retry_at) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text]));
 CREATE INDEX embedding_items_embedded_idx ON public.embedding_items USING btree (target_id, embedded_at) INCLUDE (tokens) WHERE (tokens IS NOT NULL);
 CREATE INDEX embedding_items_job_idx ON public.embedding_items USING btree (job_id) WHERE ((job_id IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'failed'::text, 'chunked'::text])));
 CREATE INDEX embedding_items_leased_idx ON public.embedding_items USING btree (target_id, locked_until) WHERE (status = 'processing'::text);
-CREATE INDEX embedding_items_status_idx ON public.embedding_items USING btree (target_id, status);
+CREATE INDEX embedding_items_status_hash_idx ON public.embedding_items USING btree (target_id, status, content_hash);
 ALTER TABLE public.embedding_items ENABLE ROW LEVEL SECURITY;
 -- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
 
@@ -1423,6 +1422,7 @@ CREATE OR REPLACE FUNCTION public.embedding_enqueue(p_target text, p_after text 
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
  SET lock_timeout TO '50ms'
+ SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
 DECLARE
   t public.embedding_targets := public.embedding_target_row(p_target);
@@ -3322,6 +3322,7 @@ CREATE OR REPLACE FUNCTION public.embedding_reuse_claimed(t embedding_targets, p
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
+ SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
 DECLARE
   v_ids text[];
