@@ -100,7 +100,17 @@ async function prepareDocument(
     pages.push({ id, hash: doc.hash, from, chunks, last: from + size >= n });
   }
   for (let i = 0; i < pages.length; i += 2) {
-    await store.chunks.plan(CHUNK_TARGET, WORKER, pages.slice(i, i + 2), 0, 3600);
+    // The plan takes its locks with the SQL API's 50 ms lock_timeout; autovacuum on the chunk table
+    // can hold one longer (55P03 once in a full run): set-up, so wait and try again, as a runner would.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await store.chunks.plan(CHUNK_TARGET, WORKER, pages.slice(i, i + 2), 0, 3600);
+        break;
+      } catch (err) {
+        if ((err as { code?: string }).code !== "55P03" || attempt >= 20) throw err;
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
+    }
   }
   await api.query(
     `UPDATE public.embedding_chunks k SET vector = p.v, status = 'completed', updated_at = now()

@@ -319,12 +319,22 @@ async function main(): Promise<void> {
   process.once("SIGTERM", onSignal);
 
   const measured: Measured[] = [];
+  const failures: string[] = [];
   try {
     pgServer = await startBenchPg({ binDir: flags.pg15 ? PG15_BIN : undefined });
     fake = await startFakeServer();
     log(`bench: PostgreSQL ${pgServer.version} and fake OpenAI at ${fake.url} are up`);
     for (const [i, scenario] of list.entries()) {
-      const m = await runScenario(pgServer, fake, scenario, i);
+      // One failing scenario is reported and the run goes on: the rows measured so far still get
+      // their table, and the run exits 1 at the end.
+      let m: Measured;
+      try {
+        m = await runScenario(pgServer, fake, scenario, i);
+      } catch (err) {
+        failures.push(`${scenario.id}: ${err instanceof Error ? err.message : String(err)}`);
+        log(`bench: ${scenario.id} FAILED: ${failures.at(-1)}`);
+        continue;
+      }
       measured.push(m);
       const s = summarise(m, measured);
       if (m.check.stored !== undefined)
@@ -359,6 +369,7 @@ async function main(): Promise<void> {
       settings: BENCH_SETTINGS,
     },
     totalSeconds: Math.round((performance.now() - started) / 1000),
+    failures,
     table,
     scenarios: measured.map((m) => ({ ...summarise(m, measured), raw: m })),
   };
@@ -366,6 +377,10 @@ async function main(): Promise<void> {
   const file = flags.pg15 ? "results-pg15.json" : "results.json";
   await writeFile(join(HERE, file), `${JSON.stringify(results, null, 2)}\n`);
   log(`bench: done in ${results.totalSeconds} s; wrote bench/${file}`);
+  if (failures.length > 0) {
+    log(`bench: ${failures.length} scenario(s) failed:\n  ${failures.join("\n  ")}`);
+    process.exitCode = 1;
+  }
 }
 
 main().catch(async (err: unknown) => {
