@@ -3322,7 +3322,6 @@ CREATE OR REPLACE FUNCTION public.embedding_reuse_claimed(t embedding_targets, p
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'pg_temp'
- SET plan_cache_mode TO 'force_custom_plan'
 AS $function$
 DECLARE
   v_ids text[];

@@ -7,6 +7,8 @@
 --    now serves the status counts and the lookup alike, so whichever of them the planner picks, a
 --    probe reads only the rows with that hash; it replaces both embedding_items_status_idx and
 --    embedding_items_content_idx, which is also one index fewer for every state change to update.
+--    (Forcing per-call plans on embedding_reuse_claimed as well made 8 concurrent claims of 500 hit
+--    the 50 ms lock_timeout, test/claim-contention.test.ts: the index alone bounds the lookup.)
 -- 2. embedding_enqueue's pick statements (cancelled-job and priority re-ranking), planned once as a
 --    generic plan, became nested loops over every pending row: one 5,000-row page took 116 s at
 --    35,000 rows. Plans made for each call's own values keep a page near 400 ms.
@@ -21,8 +23,6 @@ DROP INDEX IF EXISTS public.embedding_items_status_idx;
 DROP INDEX IF EXISTS public.embedding_items_content_idx;
 
 ALTER FUNCTION public.embedding_enqueue(text, text, integer, boolean, uuid) SET plan_cache_mode = force_custom_plan;
-ALTER FUNCTION public.embedding_reuse_claimed(public.embedding_targets, regclass, text, jsonb)
-  SET plan_cache_mode = force_custom_plan;
 
 INSERT INTO public.embedding_schema_migrations (version, name) VALUES ('20261201170200', 'plans_at_scale')
 ON CONFLICT (version) DO NOTHING;
