@@ -79,11 +79,12 @@ ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_error_kind_che
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_pkey PRIMARY KEY (target_id, row_id);
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_status_check CHECK (status = ANY (ARRAY['pending'::text, 'processing'::text, 'chunked'::text, 'completed'::text, 'failed'::text, 'dead_letter'::text, 'parked'::text]));
 ALTER TABLE public.embedding_items ADD CONSTRAINT embedding_items_target_id_fkey FOREIGN KEY (target_id) REFERENCES embedding_targets(id) ON DELETE CASCADE;
+CREATE INDEX embedding_items_content_idx ON public.embedding_items USING btree (target_id, content_hash) WHERE (status = 'completed'::text);
 CREATE INDEX embedding_items_due_idx ON public.embedding_items USING btree (target_id, priority DESC, next_retry_at) WHERE (status = ANY (ARRAY['pending'::text, 'failed'::text]));
 CREATE INDEX embedding_items_embedded_idx ON public.embedding_items USING btree (target_id, embedded_at) INCLUDE (tokens) WHERE (tokens IS NOT NULL);
 CREATE INDEX embedding_items_job_idx ON public.embedding_items USING btree (job_id) WHERE ((job_id IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'failed'::text, 'chunked'::text])));
 CREATE INDEX embedding_items_leased_idx ON public.embedding_items USING btree (target_id, locked_until) WHERE (status = 'processing'::text);
-CREATE INDEX embedding_items_status_hash_idx ON public.embedding_items USING btree (target_id, status, content_hash);
+CREATE INDEX embedding_items_status_idx ON public.embedding_items USING btree (target_id, status);
 ALTER TABLE public.embedding_items ENABLE ROW LEVEL SECURITY;
 -- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
 
