@@ -84,7 +84,7 @@ CREATE INDEX embedding_items_due_idx ON public.embedding_items USING btree (targ
 CREATE INDEX embedding_items_embedded_idx ON public.embedding_items USING btree (target_id, embedded_at) INCLUDE (tokens) WHERE (tokens IS NOT NULL);
 CREATE INDEX embedding_items_job_idx ON public.embedding_items USING btree (job_id) WHERE ((job_id IS NOT NULL) AND (status = ANY (ARRAY['pending'::text, 'failed'::text, 'chunked'::text])));
 CREATE INDEX embedding_items_leased_idx ON public.embedding_items USING btree (target_id, locked_until) WHERE (status = 'processing'::text);
-CREATE INDEX embedding_items_status_idx ON public.embedding_items USING btree (target_id, status);
+CREATE INDEX embedding_items_open_idx ON public.embedding_items USING btree (target_id, status) WHERE (status <> 'completed'::text);
 ALTER TABLE public.embedding_items ENABLE ROW LEVEL SECURITY;
 -- grants: postgres=arwdDxtm/postgres service_role=rm/postgres
 
@@ -534,98 +534,130 @@ BEGIN
   PERFORM public.embedding_chunk_assert(t, v_crel, true);
 
   -- 1. Expired leases.
-  WITH expired AS (
-    SELECT row_id, doc_hash, chunk_index FROM public.embedding_chunks
-     WHERE target_id = t.id AND status = 'processing' AND locked_until < now()
-     ORDER BY locked_until LIMIT p_limit
-       FOR UPDATE SKIP LOCKED
-  ), upd AS (
-    UPDATE public.embedding_chunks k
-       SET attempts = k.attempts + 1,
-           status = CASE WHEN k.attempts + 1 >= k.max_attempts THEN 'dead_letter' ELSE 'pending' END,
-           last_error = 'lease expired: the worker holding this chunk stopped before finishing (crash, deploy or timeout)',
-           error_kind = 'transient', locked_until = NULL, worker_id = NULL, next_retry_at = now(), updated_at = now()
-      FROM expired e
-     WHERE k.target_id = t.id AND k.row_id = e.row_id AND k.doc_hash = e.doc_hash AND k.chunk_index = e.chunk_index
-    RETURNING k.row_id, k.chunk_index, k.status, k.last_error
-  ), dead AS (
-    UPDATE public.embedding_items i
-       SET status = 'dead_letter', error_kind = 'transient', updated_at = now(),
-           last_error = format('chunk %s: %s', u.chunk_index, u.last_error)
-      FROM upd u WHERE u.status = 'dead_letter' AND i.target_id = t.id AND i.row_id = u.row_id AND i.status = 'chunked'
-    RETURNING 1
-  ) SELECT count(*) INTO v_n FROM upd;
+  FOR v_try IN 1..3 LOOP
+    BEGIN
+      WITH expired AS (
+        SELECT row_id, doc_hash, chunk_index FROM public.embedding_chunks
+         WHERE target_id = t.id AND status = 'processing' AND locked_until < now()
+         ORDER BY locked_until LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+      ), upd AS (
+        UPDATE public.embedding_chunks k
+           SET attempts = k.attempts + 1,
+               status = CASE WHEN k.attempts + 1 >= k.max_attempts THEN 'dead_letter' ELSE 'pending' END,
+               last_error = 'lease expired: the worker holding this chunk stopped before finishing (crash, deploy or timeout)',
+               error_kind = 'transient', locked_until = NULL, worker_id = NULL, next_retry_at = now(), updated_at = now()
+          FROM expired e
+         WHERE k.target_id = t.id AND k.row_id = e.row_id AND k.doc_hash = e.doc_hash AND k.chunk_index = e.chunk_index
+        RETURNING k.row_id, k.chunk_index, k.status, k.last_error
+      ), dead AS (
+        UPDATE public.embedding_items i
+           SET status = 'dead_letter', error_kind = 'transient', updated_at = now(),
+               last_error = format('chunk %s: %s', u.chunk_index, u.last_error)
+          FROM upd u WHERE u.status = 'dead_letter' AND i.target_id = t.id AND i.row_id = u.row_id AND i.status = 'chunked'
+        RETURNING 1
+      ) SELECT count(*) INTO v_n FROM upd;
+      EXIT;
+    EXCEPTION WHEN lock_not_available THEN
+      -- Locking a row another claim has just updated: see the migration's header.
+      IF v_try = 3 THEN RAISE; END IF;
+    END;
+  END LOOP;
   v_expired := v_expired + v_n;
-  WITH expired AS (
-    SELECT row_id FROM public.embedding_items
-     WHERE target_id = t.id AND status = 'processing' AND locked_until < now()
-     ORDER BY locked_until LIMIT p_limit
-       FOR UPDATE SKIP LOCKED
-  ), upd AS (
-    UPDATE public.embedding_items i
-       SET attempts = i.attempts + 1,
-           status = CASE WHEN i.attempts + 1 >= i.max_attempts THEN 'dead_letter' ELSE 'pending' END,
-           last_error = 'lease expired: the worker cutting this document stopped before finishing (crash, deploy or timeout)',
-           error_kind = 'transient', locked_until = NULL, worker_id = NULL, next_retry_at = now(), updated_at = now()
-      FROM expired e WHERE i.target_id = t.id AND i.row_id = e.row_id
-    RETURNING 1
-  ) SELECT count(*) INTO v_n FROM upd;
+  FOR v_try IN 1..3 LOOP
+    BEGIN
+      WITH expired AS (
+        SELECT row_id FROM public.embedding_items
+         WHERE target_id = t.id AND status = 'processing' AND locked_until < now()
+         ORDER BY locked_until LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+      ), upd AS (
+        UPDATE public.embedding_items i
+           SET attempts = i.attempts + 1,
+               status = CASE WHEN i.attempts + 1 >= i.max_attempts THEN 'dead_letter' ELSE 'pending' END,
+               last_error = 'lease expired: the worker cutting this document stopped before finishing (crash, deploy or timeout)',
+               error_kind = 'transient', locked_until = NULL, worker_id = NULL, next_retry_at = now(), updated_at = now()
+          FROM expired e WHERE i.target_id = t.id AND i.row_id = e.row_id
+        RETURNING 1
+      ) SELECT count(*) INTO v_n FROM upd;
+      EXIT;
+    EXCEPTION WHEN lock_not_available THEN
+      -- Locking a row another claim has just updated: see the migration's header.
+      IF v_try = 3 THEN RAISE; END IF;
+    END;
+  END LOOP;
   v_expired := v_expired + v_n;
 
   -- 2. Due chunks of documents whose chunk set is current (status 'chunked', same version). A
   --    document with a dead chunk keeps its other chunks going, so retrying that one chunk is all a
   --    person has to do.
-  WITH due AS (
-    SELECT k.row_id, k.doc_hash, k.chunk_index FROM public.embedding_chunks k
-      JOIN public.embedding_items i ON i.target_id = k.target_id AND i.row_id = k.row_id
-     WHERE k.target_id = t.id AND k.status IN ('pending', 'failed') AND k.next_retry_at <= now()
-       AND i.status IN ('chunked', 'dead_letter') AND i.chunk_hash = k.doc_hash
-       AND (p_ids IS NULL OR k.row_id = ANY (p_ids))
-       AND (k.job_id IS NULL OR NOT EXISTS (
-             SELECT 1 FROM public.embedding_jobs j WHERE j.id = k.job_id AND j.status = 'cancelled'))
-     ORDER BY k.priority DESC, k.next_retry_at, k.row_id, k.chunk_index
-     LIMIT p_limit
-       FOR UPDATE OF k SKIP LOCKED
-  ), upd AS (
-    UPDATE public.embedding_chunks k
-       SET status = 'processing', locked_until = now() + make_interval(secs => p_lease_seconds), worker_id = p_worker,
-           updated_at = now()
-      FROM due d
-     WHERE k.target_id = t.id AND k.row_id = d.row_id AND k.doc_hash = d.doc_hash AND k.chunk_index = d.chunk_index
-    RETURNING k.row_id, k.chunk_index, k.content, k.content_hash
-  )
-  SELECT coalesce(jsonb_agg(jsonb_build_object('id', row_id, 'index', chunk_index, 'content', content, 'hash', content_hash)
-           ORDER BY row_id, chunk_index), '[]'), count(*)
-    INTO v_chunks, v_taken FROM upd;
+  FOR v_try IN 1..3 LOOP
+    BEGIN
+      WITH due AS (
+        SELECT k.row_id, k.doc_hash, k.chunk_index FROM public.embedding_chunks k
+          JOIN public.embedding_items i ON i.target_id = k.target_id AND i.row_id = k.row_id
+         WHERE k.target_id = t.id AND k.status IN ('pending', 'failed') AND k.next_retry_at <= now()
+           AND i.status IN ('chunked', 'dead_letter') AND i.chunk_hash = k.doc_hash
+           AND (p_ids IS NULL OR k.row_id = ANY (p_ids))
+           AND (k.job_id IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM public.embedding_jobs j WHERE j.id = k.job_id AND j.status = 'cancelled'))
+         ORDER BY k.priority DESC, k.next_retry_at, k.row_id, k.chunk_index
+         LIMIT p_limit
+           FOR UPDATE OF k SKIP LOCKED
+      ), upd AS (
+        UPDATE public.embedding_chunks k
+           SET status = 'processing', locked_until = now() + make_interval(secs => p_lease_seconds), worker_id = p_worker,
+               updated_at = now()
+          FROM due d
+         WHERE k.target_id = t.id AND k.row_id = d.row_id AND k.doc_hash = d.doc_hash AND k.chunk_index = d.chunk_index
+        RETURNING k.row_id, k.chunk_index, k.content, k.content_hash
+      )
+      SELECT coalesce(jsonb_agg(jsonb_build_object('id', row_id, 'index', chunk_index, 'content', content, 'hash', content_hash)
+               ORDER BY row_id, chunk_index), '[]'), count(*)
+        INTO v_chunks, v_taken FROM upd;
+      EXIT;
+    EXCEPTION WHEN lock_not_available THEN
+      -- Locking a row another claim has just updated: see the migration's header.
+      IF v_try = 3 THEN RAISE; END IF;
+    END;
+  END LOOP;
 
   -- 3. Documents to cut.
   IF v_taken < p_limit THEN
-    WITH due AS (
-      SELECT row_id FROM public.embedding_items i
-       WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()
-         AND (p_ids IS NULL OR row_id = ANY (p_ids))
-         AND (i.job_id IS NULL OR NOT EXISTS (
-               SELECT 1 FROM public.embedding_jobs j WHERE j.id = i.job_id AND j.status = 'cancelled'))
-       ORDER BY priority DESC, next_retry_at
-       LIMIT p_limit - v_taken
-         FOR UPDATE SKIP LOCKED
-    ), upd AS (
-      UPDATE public.embedding_items i
-         SET status = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN 'processing' ELSE 'dead_letter' END,
-             locked_until = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN now() + make_interval(secs => p_lease_seconds) END,
-             worker_id = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN p_worker END,
-             error_kind = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN i.error_kind ELSE 'permanent' END,
-             last_error = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN i.last_error
-                          ELSE format('id "%s" is not a valid %s: no source row can have it', i.row_id, t.id_type) END,
-             updated_at = now()
-        FROM due d WHERE i.target_id = t.id AND i.row_id = d.row_id
-      RETURNING i.row_id, i.status, i.content_hash, i.model
-    )
-    SELECT coalesce(array_agg(row_id) FILTER (WHERE status = 'processing'), '{}'),
-           array_agg(content_hash) FILTER (WHERE status = 'processing'),
-           array_agg(model) FILTER (WHERE status = 'processing'),
-           count(*) FILTER (WHERE status = 'dead_letter')
-      INTO v_ids, v_old_hashes, v_old_models, v_invalid FROM upd;
+    FOR v_try IN 1..3 LOOP
+      BEGIN
+        WITH due AS (
+          SELECT row_id FROM public.embedding_items i
+           WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()
+             AND (p_ids IS NULL OR row_id = ANY (p_ids))
+             AND (i.job_id IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM public.embedding_jobs j WHERE j.id = i.job_id AND j.status = 'cancelled'))
+           ORDER BY priority DESC, next_retry_at
+           LIMIT p_limit - v_taken
+             FOR UPDATE SKIP LOCKED
+        ), upd AS (
+          UPDATE public.embedding_items i
+             SET status = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN 'processing' ELSE 'dead_letter' END,
+                 locked_until = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN now() + make_interval(secs => p_lease_seconds) END,
+                 worker_id = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN p_worker END,
+                 error_kind = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN i.error_kind ELSE 'permanent' END,
+                 last_error = CASE WHEN public.embedding_valid_id(t.id_type, i.row_id) THEN i.last_error
+                              ELSE format('id "%s" is not a valid %s: no source row can have it', i.row_id, t.id_type) END,
+                 updated_at = now()
+            FROM due d WHERE i.target_id = t.id AND i.row_id = d.row_id
+          RETURNING i.row_id, i.status, i.content_hash, i.model
+        )
+        SELECT coalesce(array_agg(row_id) FILTER (WHERE status = 'processing'), '{}'),
+               array_agg(content_hash) FILTER (WHERE status = 'processing'),
+               array_agg(model) FILTER (WHERE status = 'processing'),
+               count(*) FILTER (WHERE status = 'dead_letter')
+          INTO v_ids, v_old_hashes, v_old_models, v_invalid FROM upd;
+        EXIT;
+      EXCEPTION WHEN lock_not_available THEN
+        -- Locking a row another claim has just updated: see the migration's header.
+        IF v_try = 3 THEN RAISE; END IF;
+      END;
+    END LOOP;
 
     IF cardinality(v_ids) > 0 THEN
       v_read := public.embedding_read_claimed(t, v_rel, v_ids, v_old_hashes, v_old_models);
@@ -1241,56 +1273,72 @@ BEGIN
   v_rel := public.embedding_require_relation(t);
   PERFORM public.embedding_assert_access(t, v_rel, false);
 
-  WITH expired AS (
-    SELECT row_id FROM public.embedding_items
-     WHERE target_id = t.id AND status = 'processing' AND locked_until < now()
-     ORDER BY locked_until
-     LIMIT p_limit
-       FOR UPDATE SKIP LOCKED
-  ), upd AS (
-    UPDATE public.embedding_items i
-       SET attempts = i.attempts + 1,
-           status = CASE WHEN i.attempts + 1 >= i.max_attempts THEN 'dead_letter' ELSE 'pending' END,
-           last_error = 'lease expired: the worker holding this row stopped before finishing (crash, deploy or timeout)',
-           error_kind = 'transient', locked_until = NULL, worker_id = NULL, next_retry_at = now(), updated_at = now()
-      FROM expired e
-     WHERE i.target_id = t.id AND i.row_id = e.row_id
-    RETURNING 1
-  )
-  SELECT count(*) INTO v_expired FROM upd;
+  FOR v_try IN 1..3 LOOP
+    BEGIN
+      WITH expired AS (
+        SELECT row_id FROM public.embedding_items
+         WHERE target_id = t.id AND status = 'processing' AND locked_until < now()
+         ORDER BY locked_until
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+      ), upd AS (
+        UPDATE public.embedding_items i
+           SET attempts = i.attempts + 1,
+               status = CASE WHEN i.attempts + 1 >= i.max_attempts THEN 'dead_letter' ELSE 'pending' END,
+               last_error = 'lease expired: the worker holding this row stopped before finishing (crash, deploy or timeout)',
+               error_kind = 'transient', locked_until = NULL, worker_id = NULL, next_retry_at = now(), updated_at = now()
+          FROM expired e
+         WHERE i.target_id = t.id AND i.row_id = e.row_id
+        RETURNING 1
+      )
+      SELECT count(*) INTO v_expired FROM upd;
+      EXIT;
+    EXCEPTION WHEN lock_not_available THEN
+      -- Locking a row another claim has just updated: see the migration's header.
+      IF v_try = 3 THEN RAISE; END IF;
+    END;
+  END LOOP;
 
   -- The lease UPDATE hands back what the unchanged-content check needs: no second look at the items.
-  WITH due AS (
-    -- Whether the id can be one of the source's, once per row: a regular expression for the usual
-    -- spelling, the full check (embedding_valid_id) only for anything else.
-    SELECT row_id, CASE WHEN i.row_id ~ v_plain_id THEN true
-                        ELSE public.embedding_valid_id(t.id_type, i.row_id) END AS valid
-      FROM public.embedding_items i
-     WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()
-       AND (p_ids IS NULL OR row_id = ANY (p_ids))
-       AND (i.job_id IS NULL OR NOT EXISTS (
-             SELECT 1 FROM public.embedding_jobs j WHERE j.id = i.job_id AND j.status = 'cancelled'))
-     ORDER BY priority DESC, next_retry_at
-     LIMIT p_limit
-       FOR UPDATE SKIP LOCKED
-  ), upd AS (
-    UPDATE public.embedding_items i
-       SET status = CASE WHEN d.valid THEN 'processing' ELSE 'dead_letter' END,
-           locked_until = CASE WHEN d.valid THEN now() + make_interval(secs => p_lease_seconds) END,
-           worker_id = CASE WHEN d.valid THEN p_worker END,
-           error_kind = CASE WHEN d.valid THEN i.error_kind ELSE 'permanent' END,
-           last_error = CASE WHEN d.valid THEN i.last_error
-                        ELSE format('id "%s" is not a valid %s: no source row can have it', i.row_id, t.id_type) END,
-           updated_at = now()
-      FROM due d
-     WHERE i.target_id = t.id AND i.row_id = d.row_id
-    RETURNING i.row_id, i.status, i.content_hash, i.model
-  )
-  SELECT coalesce(array_agg(row_id) FILTER (WHERE status = 'processing'), '{}'),
-         array_agg(content_hash) FILTER (WHERE status = 'processing'),
-         array_agg(model) FILTER (WHERE status = 'processing'),
-         count(*) FILTER (WHERE status = 'dead_letter')
-    INTO v_ids, v_old_hashes, v_old_models, v_invalid FROM upd;
+  FOR v_try IN 1..3 LOOP
+    BEGIN
+      WITH due AS (
+        -- Whether the id can be one of the source's, once per row: a regular expression for the usual
+        -- spelling, the full check (embedding_valid_id) only for anything else.
+        SELECT row_id, CASE WHEN i.row_id ~ v_plain_id THEN true
+                            ELSE public.embedding_valid_id(t.id_type, i.row_id) END AS valid
+          FROM public.embedding_items i
+         WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()
+           AND (p_ids IS NULL OR row_id = ANY (p_ids))
+           AND (i.job_id IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM public.embedding_jobs j WHERE j.id = i.job_id AND j.status = 'cancelled'))
+         ORDER BY priority DESC, next_retry_at
+         LIMIT p_limit
+           FOR UPDATE SKIP LOCKED
+      ), upd AS (
+        UPDATE public.embedding_items i
+           SET status = CASE WHEN d.valid THEN 'processing' ELSE 'dead_letter' END,
+               locked_until = CASE WHEN d.valid THEN now() + make_interval(secs => p_lease_seconds) END,
+               worker_id = CASE WHEN d.valid THEN p_worker END,
+               error_kind = CASE WHEN d.valid THEN i.error_kind ELSE 'permanent' END,
+               last_error = CASE WHEN d.valid THEN i.last_error
+                            ELSE format('id "%s" is not a valid %s: no source row can have it', i.row_id, t.id_type) END,
+               updated_at = now()
+          FROM due d
+         WHERE i.target_id = t.id AND i.row_id = d.row_id
+        RETURNING i.row_id, i.status, i.content_hash, i.model
+      )
+      SELECT coalesce(array_agg(row_id) FILTER (WHERE status = 'processing'), '{}'),
+             array_agg(content_hash) FILTER (WHERE status = 'processing'),
+             array_agg(model) FILTER (WHERE status = 'processing'),
+             count(*) FILTER (WHERE status = 'dead_letter')
+        INTO v_ids, v_old_hashes, v_old_models, v_invalid FROM upd;
+      EXIT;
+    EXCEPTION WHEN lock_not_available THEN
+      -- Locking a row another claim has just updated: see the migration's header.
+      IF v_try = 3 THEN RAISE; END IF;
+    END;
+  END LOOP;
 
   IF cardinality(v_ids) = 0 THEN
     PERFORM public.embedding_job_beat(p_job);
