@@ -2220,6 +2220,11 @@ BEGIN
        ORDER BY i.row_id
          FOR UPDATE SKIP LOCKED) AS l;
     v_locked := v_locked || v_more;
+    -- Every id asked for is locked (the usual case): nothing is left to look for.
+    IF cardinality(v_more) = cardinality(v_rest) THEN
+      v_rest := '{}';
+      EXIT;
+    END IF;
     SELECT coalesce(array_agg(i.row_id), '{}') INTO v_rest FROM public.embedding_items i
      WHERE i.target_id = p_target AND i.row_id = ANY (v_rest) AND NOT (i.row_id = ANY (v_locked))
        AND i.status = 'processing' AND (p_worker IS NULL OR i.worker_id = p_worker);
