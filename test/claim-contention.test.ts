@@ -1,3 +1,4 @@
+import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
 import { runTarget, seedTarget } from "../src/lib/core/runner.js";
 import { EmbeddingStore } from "../src/lib/db/store.js";
@@ -188,5 +189,97 @@ describe("the colleague's run", () => {
     );
     expect(summary.job).toMatchObject({ status: "completed", itemsProcessed: 20_000, itemsFailed: 0 });
     expect(await scalar<number>(db, "SELECT count(*)::int FROM cc_run WHERE embedding IS NULL")).toBe(0);
+  });
+});
+
+describe("a leasing statement that meets the lock timeout runs again", () => {
+  /**
+   * PostgreSQL's SKIP LOCKED waits in one case: a row version that was updated while it was being
+   * locked is followed along its update chain, and whoever holds the newer version is waited for
+   * (20261201180100_claim_lock_retry). That race cannot be set up on demand, so this makes the same
+   * statement meet the same error deterministically: a trigger on the state table waits for an
+   * advisory lock another session holds, on the first `tries` leases of the target's rows, and a
+   * sequence (not rolled back with the statement) counts the tries.
+   */
+  async function blockLeases(
+    target: string,
+    tries: number,
+  ): Promise<{ count: () => Promise<number>; release: () => Promise<void> }> {
+    const seq = `${target}_tries`;
+    await db.exec(`
+      CREATE SEQUENCE public.${seq};
+      CREATE FUNCTION public.${target}_blocker() RETURNS trigger LANGUAGE plpgsql
+        SET search_path = pg_catalog AS $$
+      BEGIN
+        IF NEW.status = 'processing' AND OLD.status IN ('pending', 'failed')
+           AND NEW.target_id = (SELECT id FROM public.embedding_targets WHERE name = '${target}')
+           AND nextval('public.${seq}') <= ${tries} THEN
+          PERFORM pg_advisory_xact_lock(4242);
+        END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER ${target}_blocker BEFORE UPDATE ON public.embedding_items
+        FOR EACH ROW EXECUTE FUNCTION public.${target}_blocker();`);
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    await holder.query("SELECT pg_advisory_lock(4242)");
+    return {
+      count: async () =>
+        Number((await db.query<{ n: string }>(`SELECT last_value::text AS n FROM public.${seq}`))[0]!.n),
+      release: async () => {
+        await holder.end();
+        await db.exec(`DROP TRIGGER ${target}_blocker ON public.embedding_items;
+          DROP FUNCTION public.${target}_blocker(); DROP SEQUENCE public.${seq};`);
+      },
+    };
+  }
+
+  it("once: the claim takes its rows on the second try", async () => {
+    const job = await runningJob("cc_retry_once", 10);
+    const blocked = await blockLeases("cc_retry_once", 1);
+    try {
+      const claim = await db.store.claim("cc_retry_once", "worker-a", 5, 300, { jobId: job.id });
+      expect(claim.items).toHaveLength(5);
+      // The first try waited and was undone; the second leased all five rows.
+      expect(await blocked.count()).toBe(6);
+      expect(await processing("cc_retry_once")).toBe(5);
+    } finally {
+      await blocked.release();
+    }
+  });
+
+  it("every time: the claim fails after three tries, and leases nothing", async () => {
+    const job = await runningJob("cc_retry_never", 10);
+    const blocked = await blockLeases("cc_retry_never", 1_000_000);
+    try {
+      const err = await db.store
+        .claim("cc_retry_never", "worker-a", 5, 300, { jobId: job.id })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: "55P03" });
+      expect(await blocked.count()).toBe(3);
+      expect(await processing("cc_retry_never")).toBe(0);
+    } finally {
+      await blocked.release();
+    }
+  });
+
+  it("a chunked target's document lease is tried again too", async () => {
+    await createRecordings(
+      db,
+      "cc_retry_chunks",
+      Array.from({ length: 4 }, (_, i) => transcript(i, 2)),
+    );
+    await registerRecordings(db.store, { name: "cc_retry_chunks", table: "cc_retry_chunks" });
+    const job = await db.store.createJob("cc_retry_chunks", "run", null);
+    await seedTarget(db.store, "cc_retry_chunks", { jobId: job.id });
+    await db.store.startJob(job.id);
+    const blocked = await blockLeases("cc_retry_chunks", 1);
+    try {
+      const claim = await db.store.chunks.claim("cc_retry_chunks", "worker-a", 3, 300, { jobId: job.id });
+      expect(claim.docs).toHaveLength(3);
+      expect(await blocked.count()).toBe(4);
+    } finally {
+      await blocked.release();
+    }
   });
 });
