@@ -32,6 +32,9 @@ const dims = flag("dims", 384);
 const batch = flag("batch", 500);
 const rounds = flag("rounds", 10);
 const WARM_UP = 2;
+/** --plan <text>: also print the last batch's plan of the statement whose text contains it. */
+const planOf = process.argv.includes("--plan") ? process.argv[process.argv.indexOf("--plan") + 1] : undefined;
+let lastPlan = "";
 
 const server = await startBenchPg({ binDir: process.argv.includes("--pg15") ? PG15_BIN : undefined });
 try {
@@ -84,6 +87,7 @@ try {
       const ms = /duration: ([0-9.]+) ms/.exec(n);
       if (!ms) continue;
       const text = (n.split("Query Text:")[1] ?? "").split(/\n\S/)[0]!;
+      if (planOf && text.includes(planOf)) lastPlan = n;
       add(
         text
           .replace(/--[^\n]*/g, " ")
@@ -105,6 +109,7 @@ try {
       `${perBatch.toFixed(1).padStart(8)} (${((perBatch * 1000) / batch).toFixed(0).padStart(4)})  ${key}\n`,
     );
   }
+  if (planOf) process.stdout.write(`\n${lastPlan || `no statement contains ${JSON.stringify(planOf)}`}\n`);
 } finally {
   await server.stop();
 }

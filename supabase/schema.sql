@@ -1246,6 +1246,8 @@ DECLARE
   v_failed jsonb;
   v_job_status text;
   v_reuse jsonb;
+  v_tids tid[];
+  v_bad_tids tid[];
 BEGIN
   -- Spellings that always fit the type; embedding_valid_id decides the rest (signs, blanks, 19 digits).
   v_plain_id := CASE t.id_type WHEN 'bigint' THEN '^-?[0-9]{1,18}$' WHEN 'integer' THEN '^-?[0-9]{1,9}$'
@@ -1275,23 +1277,24 @@ BEGIN
 
   FOR v_try IN 1..3 LOOP
     BEGIN
-      WITH expired AS (
-        SELECT row_id FROM public.embedding_items
-         WHERE target_id = t.id AND status = 'processing' AND locked_until < now()
-         ORDER BY locked_until
+      -- Locked rows are updated by their ctid (the locked version's, which no one else can move):
+      -- joined back by row_id, a plan made on stale statistics read every state row of the target.
+      SELECT coalesce(array_agg(e.tid), '{}') INTO v_tids FROM (
+        SELECT i.ctid AS tid FROM public.embedding_items i
+         WHERE i.target_id = t.id AND i.status = 'processing' AND i.locked_until < now()
+         ORDER BY i.locked_until
          LIMIT p_limit
-           FOR UPDATE SKIP LOCKED
-      ), upd AS (
+           FOR UPDATE SKIP LOCKED) AS e;
+      v_expired := 0;
+      IF cardinality(v_tids) > 0 THEN
         UPDATE public.embedding_items i
            SET attempts = i.attempts + 1,
                status = CASE WHEN i.attempts + 1 >= i.max_attempts THEN 'dead_letter' ELSE 'pending' END,
                last_error = 'lease expired: the worker holding this row stopped before finishing (crash, deploy or timeout)',
                error_kind = 'transient', locked_until = NULL, worker_id = NULL, next_retry_at = now(), updated_at = now()
-          FROM expired e
-         WHERE i.target_id = t.id AND i.row_id = e.row_id
-        RETURNING 1
-      )
-      SELECT count(*) INTO v_expired FROM upd;
+         WHERE i.ctid = ANY (v_tids);
+        GET DIAGNOSTICS v_expired = ROW_COUNT;
+      END IF;
       EXIT;
     EXCEPTION WHEN lock_not_available THEN
       -- Locking a row another claim has just updated: see the migration's header.
@@ -1302,37 +1305,29 @@ BEGIN
   -- The lease UPDATE hands back what the unchanged-content check needs: no second look at the items.
   FOR v_try IN 1..3 LOOP
     BEGIN
-      WITH due AS (
-        -- Whether the id can be one of the source's, once per row: a regular expression for the usual
-        -- spelling, the full check (embedding_valid_id) only for anything else.
-        SELECT row_id, CASE WHEN i.row_id ~ v_plain_id THEN true
-                            ELSE public.embedding_valid_id(t.id_type, i.row_id) END AS valid
-          FROM public.embedding_items i
-         WHERE target_id = t.id AND status IN ('pending', 'failed') AND next_retry_at <= now()
-           AND (p_ids IS NULL OR row_id = ANY (p_ids))
-           AND (i.job_id IS NULL OR NOT EXISTS (
-                 SELECT 1 FROM public.embedding_jobs j WHERE j.id = i.job_id AND j.status = 'cancelled'))
-         ORDER BY priority DESC, next_retry_at
-         LIMIT p_limit
-           FOR UPDATE SKIP LOCKED
-      ), upd AS (
+      SELECT coalesce(array_agg(d.tid) FILTER (WHERE d.valid), '{}'),
+             coalesce(array_agg(d.tid) FILTER (WHERE NOT d.valid), '{}')
+        INTO v_tids, v_bad_tids
+        FROM public.embedding_pick_due(t.id, p_limit, p_ids, v_plain_id, t.id_type) AS d;
+      -- By ctid, as above; the lease UPDATE hands back what the unchanged-content check needs.
+      WITH upd AS (
         UPDATE public.embedding_items i
-           SET status = CASE WHEN d.valid THEN 'processing' ELSE 'dead_letter' END,
-               locked_until = CASE WHEN d.valid THEN now() + make_interval(secs => p_lease_seconds) END,
-               worker_id = CASE WHEN d.valid THEN p_worker END,
-               error_kind = CASE WHEN d.valid THEN i.error_kind ELSE 'permanent' END,
-               last_error = CASE WHEN d.valid THEN i.last_error
-                            ELSE format('id "%s" is not a valid %s: no source row can have it', i.row_id, t.id_type) END,
-               updated_at = now()
-          FROM due d
-         WHERE i.target_id = t.id AND i.row_id = d.row_id
-        RETURNING i.row_id, i.status, i.content_hash, i.model
+           SET status = 'processing', locked_until = now() + make_interval(secs => p_lease_seconds),
+               worker_id = p_worker, updated_at = now()
+         WHERE i.ctid = ANY (v_tids)
+        RETURNING i.row_id, i.content_hash, i.model
       )
-      SELECT coalesce(array_agg(row_id) FILTER (WHERE status = 'processing'), '{}'),
-             array_agg(content_hash) FILTER (WHERE status = 'processing'),
-             array_agg(model) FILTER (WHERE status = 'processing'),
-             count(*) FILTER (WHERE status = 'dead_letter')
-        INTO v_ids, v_old_hashes, v_old_models, v_invalid FROM upd;
+      SELECT coalesce(array_agg(row_id), '{}'), array_agg(content_hash), array_agg(model)
+        INTO v_ids, v_old_hashes, v_old_models FROM upd;
+      v_invalid := 0;
+      IF cardinality(v_bad_tids) > 0 THEN
+        UPDATE public.embedding_items i
+           SET status = 'dead_letter', locked_until = NULL, worker_id = NULL, error_kind = 'permanent',
+               last_error = format('id "%s" is not a valid %s: no source row can have it', i.row_id, t.id_type),
+               updated_at = now()
+         WHERE i.ctid = ANY (v_bad_tids);
+        GET DIAGNOSTICS v_invalid = ROW_COUNT;
+      END IF;
       EXIT;
     EXCEPTION WHEN lock_not_available THEN
       -- Locking a row another claim has just updated: see the migration's header.
@@ -2432,6 +2427,26 @@ BEGIN
     'leaseExpiresAt', greatest((v_rows ->> 'leaseExpiresAt')::timestamptz,
       (SELECT max(locked_until) FROM public.embedding_chunks WHERE target_id = t.id AND status = 'processing')));
 END $function$;
+
+-- embedding_pick_due(integer,integer,text[],text,text); grants: postgres=X/postgres service_role=X/postgres
+CREATE OR REPLACE FUNCTION public.embedding_pick_due(p_target integer, p_limit integer, p_ids text[], p_plain_id text, p_id_type text)
+ RETURNS TABLE(tid tid, valid boolean)
+ LANGUAGE sql
+ SET search_path TO 'pg_catalog', 'pg_temp'
+ SET enable_sort TO 'off'
+AS $function$
+  -- Whether the id can be one of the source's, once per row: a regular expression for the usual
+  -- spelling, the full check (embedding_valid_id) only for anything else.
+  SELECT i.ctid, CASE WHEN i.row_id ~ p_plain_id THEN true ELSE public.embedding_valid_id(p_id_type, i.row_id) END
+    FROM public.embedding_items i
+   WHERE i.target_id = p_target AND i.status IN ('pending', 'failed') AND i.next_retry_at <= now()
+     AND (p_ids IS NULL OR i.row_id = ANY (p_ids))
+     AND (i.job_id IS NULL OR NOT EXISTS (
+           SELECT 1 FROM public.embedding_jobs j WHERE j.id = i.job_id AND j.status = 'cancelled'))
+   ORDER BY i.priority DESC, i.next_retry_at
+   LIMIT p_limit
+     FOR UPDATE OF i SKIP LOCKED
+$function$;
 
 -- embedding_prepare_chunk_table(text,regclass,text,text,text,integer); grants: postgres=X/postgres service_role=X/postgres
 CREATE OR REPLACE FUNCTION public.embedding_prepare_chunk_table(p_chunk_table text, p_source regclass, p_source_id text, p_id_type text, p_embedding_column text, p_dimensions integer)
